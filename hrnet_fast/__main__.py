@@ -1,0 +1,3 @@
+from hrnet_fast.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Everything that differs between Ascend NPU, CUDA GPU and CPU lives here.
+
+The rest of the code asks a `Device` for streams, the distributed backend, autocast, the fused
+optimizer and memory figures, and never touches `torch.cuda` / `torch.npu` itself. NPU paths are
+thin and import-guarded: `torch_npu` only imports on machines with the CANN toolkit.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+import torch
+
+KINDS = ("npu", "cuda", "cpu")
+
+
+class DeviceError(Exception):
+    """A requested device that this machine cannot provide; the message says what to do."""
+
+
+def import_torch_npu() -> Optional[Any]:
+    """`torch_npu` if it imports (it registers `torch.npu`), else None. Never raises."""
+    try:
+        return importlib.import_module("torch_npu")
+    except Exception:  # ImportError, or OSError when CANN libraries (libhccl.so …) are missing
+        return None
+
+
+def npu_available() -> bool:
+    npu = import_torch_npu()
+    if npu is None:
+        return False
+    try:
+        return bool(torch.npu.is_available()) and torch.npu.device_count() > 0
+    except Exception:
+        return False
+
+
+def detect_kind(requested: str = "auto") -> str:
+    """NPU (torch_npu importable and a device present) → CUDA → CPU, unless `requested` names one."""
+    if requested not in ("auto", *KINDS):
+        raise DeviceError(f"unknown device {requested!r}: choose auto, npu, cuda or cpu")
+    if requested == "npu" and not npu_available():
+        raise DeviceError("--device npu: torch_npu cannot be imported or sees no NPU; source the "
+                          "CANN set_env.sh and install the torch_npu that matches your torch")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: no CUDA GPU visible to torch; check CUDA_VISIBLE_DEVICES "
+                          "and that a CUDA build of torch is installed")
+    if requested != "auto":
+        return requested
+    if npu_available():
+        return "npu"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+@dataclass(frozen=True)
+class Device:
+    """One process's compute device and the operations that depend on its kind."""
+
+    kind: str
+    index: int = 0
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cpu") if self.kind == "cpu" else torch.device(self.kind, self.index)
+
+    @property
+    def is_accelerator(self) -> bool:
+        return self.kind != "cpu"
+
+    @property
+    def dist_backend(self) -> str:
+        return {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}[self.kind]
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.is_accelerator
+
+    def _module(self) -> Any:
+        return getattr(torch, self.kind)
+
+    def describe(self) -> str:
+        if self.kind == "cpu":
+            return f"cpu ({torch.get_num_threads()} threads)"
+        return f"{self.kind}:{self.index} ({self._module().get_device_name(self.index)})"
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Bind this process to its device and apply the per-kind runtime switches."""
+        if self.kind == "cpu":
+            return
+        self._module().set_device(self.index)
+        if self.kind == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        else:  # Ascend: binary kernels instead of online compilation, HF32 for fp32 matmul/conv
+            with contextlib.suppress(Exception):
+                torch.npu.set_compile_mode(jit_compile=False)
+            with contextlib.suppress(Exception):
+                torch.npu.conv.allow_hf32 = True
+                torch.npu.matmul.allow_hf32 = True
+
+    # ---- streams ----------------------------------------------------------------------------
+    def new_stream(self) -> Optional[Any]:
+        return None if self.kind == "cpu" else self._module().Stream(device=self.torch_device)
+
+    def stream_context(self, stream: Optional[Any]) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if stream is None else self._module().stream(stream)
+
+    def wait_stream(self, stream: Optional[Any]) -> None:
+        """Make the current stream wait for `stream` (no host sync)."""
+        if stream is not None:
+            self._module().current_stream(self.torch_device).wait_stream(stream)
+
+    def record_stream(self, tensor: torch.Tensor) -> None:
+        """Tell the caching allocator `tensor` is used on the current stream too."""
+        if self.kind != "cpu":
+            tensor.record_stream(self._module().current_stream(self.torch_device))
+
+    def synchronize(self) -> None:
+        if self.kind != "cpu":
+            self._module().synchronize(self.index)
+
+    # ---- precision and optimizer -------------------------------------------------------------
+    def supports_bf16(self) -> bool:
+        if self.kind == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return self.kind == "cpu"
+
+    def default_precision(self) -> str:
+        if self.kind == "npu":
+            return "o2"
+        if self.kind == "cuda":
+            return "bf16" if self.supports_bf16() else "amp"
+        return "fp32"
+
+    def autocast(self, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.kind, dtype=dtype)
+
+    def sgd(self, params: Iterable, **kwargs: Any) -> torch.optim.Optimizer:
+        """The fastest SGD this device has: NpuFusedSGD, SGD(fused=True), else SGD(foreach=True)."""
+        if self.kind == "npu":
+            npu = import_torch_npu()
+            fused = getattr(getattr(npu, "optim", None), "NpuFusedSGD", None)
+            if fused is not None:
+                return fused(params, **kwargs)
+        if self.kind == "cuda":
+            try:
+                return torch.optim.SGD(params, fused=True, **kwargs)
+            except (TypeError, RuntimeError):
+                pass
+        return torch.optim.SGD(params, foreach=True, **kwargs)
+
+    # ---- memory -------------------------------------------------------------------------------
+    def max_memory_allocated(self) -> int:
+        return 0 if self.kind == "cpu" else int(self._module().max_memory_allocated(self.index))
+
+    def reset_peak_memory(self) -> None:
+        if self.kind != "cpu":
+            self._module().reset_peak_memory_stats(self.index)
+
+    @staticmethod
+    def is_out_of_memory(exc: BaseException) -> bool:
+        return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resolve_device(requested: str = "auto") -> Device:
+    """The device for this process: its kind, and the index torchrun's LOCAL_RANK gives it."""
+    kind = detect_kind(requested)
+    index = 0
+    if kind != "cpu":
+        count = getattr(torch, kind).device_count()
+        index = local_rank() % max(count, 1)
+    return Device(kind, index)

@@ -1,0 +1,144 @@
+"""Precision modes: fp32, amp (fp16 autocast), bf16 (bf16 autocast) and o2 (apex O2, natively).
+
+O2 as apex defines it: the model's weights and activations are fp16 except BatchNorm, which stays
+fp32; the optimizer updates fp32 master copies of the weights, which are copied back into the fp16
+model after each step; the loss is scaled (dynamically, or statically with `loss_scale`).
+
+Every mode goes through one `torch.amp.GradScaler` so a non-finite loss or gradient skips the step
+in every mode (fp32 and bf16 use a constant scale of 1, which is exact). Skipped steps are counted
+on the device and read only when the caller asks, so a step never waits for the host.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from hrnet_fast.device import Device
+from hrnet_fast.errors import UserError
+
+PRECISIONS = ("fp32", "amp", "bf16", "o2")
+_AUTOCAST = {"fp32": None, "amp": torch.float16, "bf16": torch.bfloat16, "o2": None}
+
+
+def is_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+class MixedPrecision:
+    """Owns the model's dtypes, the fp32 master weights (o2), the loss scaler and the skip count."""
+
+    def __init__(self, name: str, device: Device, loss_scale: Optional[float] = None) -> None:
+        if name not in PRECISIONS:
+            raise UserError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+        if name == "bf16" and not device.supports_bf16():
+            raise UserError(f"--precision bf16 is not supported on {device.describe()}: use amp or o2")
+        self.name = name
+        self.device = device
+        self.autocast_dtype = _AUTOCAST[name]
+        self.input_dtype = torch.float16 if name == "o2" else torch.float32
+        scaled = name in ("amp", "o2")
+        self.dynamic = scaled and loss_scale is None
+        self.static_scale = float(loss_scale) if loss_scale is not None else (None if scaled else 1.0)
+        self.scaler = torch.amp.GradScaler(
+            device.kind if device.kind != "npu" else "npu",
+            init_scale=self.static_scale or 2.0 ** 16)
+        self.masters: list[torch.Tensor] = []
+        self._model_params: list[torch.Tensor] = []
+        self.skipped = torch.zeros((), dtype=torch.int64, device=device.torch_device)
+        self.consecutive = torch.zeros((), dtype=torch.int64, device=device.torch_device)
+        self.max_consecutive = torch.zeros((), dtype=torch.int64, device=device.torch_device)
+
+    # ---- model and optimizer -------------------------------------------------------------------
+    def cast_model(self, model: nn.Module) -> nn.Module:
+        """o2: fp16 model with fp32 BatchNorm. Other modes keep fp32 weights."""
+        if self.name == "o2":
+            model.half()
+            for module in model.modules():
+                if is_norm(module):
+                    module.float()
+        return model
+
+    def optimizer_params(self, model: nn.Module) -> Callable[[nn.Parameter], torch.Tensor]:
+        """Map a model parameter to the tensor the optimizer updates (its fp32 master under o2)."""
+        self._model_params = [p for p in model.parameters() if p.requires_grad]
+        if self.name != "o2":
+            self.masters = self._model_params
+            return lambda p: p
+        self.masters = [p.detach().float().clone().requires_grad_(True) if p.dtype != torch.float32 else p
+                        for p in self._model_params]
+        index = {id(p): m for p, m in zip(self._model_params, self.masters)}
+        return lambda p: index[id(p)]
+
+    def sync_masters_from_model(self, state: dict[str, torch.Tensor], model: nn.Module) -> None:
+        """Reload o2 masters from an fp32 state dict (resume) so no precision is lost to fp16."""
+        if self.name != "o2":
+            return
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        with torch.no_grad():
+            for name, master in zip(names, self.masters):
+                master.copy_(state[name])
+
+    def master_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with fp32 weights (the masters under o2): what checkpoints keep."""
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.name == "o2":
+            names = [n for n, p in model.named_parameters() if p.requires_grad]
+            for name, master in zip(names, self.masters):
+                state[name] = master.detach().clone()
+            state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+        return state
+
+    # ---- one step ----------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return self.device.autocast(self.autocast_dtype)
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Scale, backward, unscale + finite check, step (skipped on inf/NaN), update the scale."""
+        self.scaler.scale(loss).backward()
+        if self.name == "o2":
+            for master, param in zip(self.masters, self._model_params):
+                if master is not param:
+                    master.grad = None if param.grad is None else param.grad.float()
+                    param.grad = None
+        self.scaler.step(optimizer)
+        found = sum(v for v in self.scaler._found_inf_per_device(optimizer).values()).to(torch.int64)
+        self.skipped += found
+        self.consecutive.mul_(found).add_(found)
+        torch.maximum(self.max_consecutive, self.consecutive, out=self.max_consecutive)
+        self.scaler.update(None if self.dynamic else self.static_scale)
+        if self.name == "o2":
+            with torch.no_grad():
+                fp16 = [p for p, m in zip(self._model_params, self.masters) if m is not p]
+                src = [m for p, m in zip(self._model_params, self.masters) if m is not p]
+                if fp16:
+                    torch._foreach_copy_(fp16, src)
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "scaler": self.scaler.state_dict(), "skipped": int(self.skipped)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scaler.load_state_dict(state["scaler"])
+        self.skipped.fill_(int(state.get("skipped", 0)))
+
+
+def param_groups(model: nn.Module, to_optimizer: Callable[[nn.Parameter], torch.Tensor],
+                 weight_decay: float, no_wd_norm_bias: bool) -> list[dict[str, Any]]:
+    """SGD parameter groups; with `no_wd_norm_bias`, BatchNorm weights and all biases get no decay."""
+    if not no_wd_norm_bias:
+        return [{"params": [to_optimizer(p) for p in model.parameters() if p.requires_grad],
+                 "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (no_decay if is_norm(module) or name == "bias" else decay).append(to_optimizer(p))
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def all_params(groups: Iterable[dict[str, Any]]) -> list[torch.Tensor]:
+    return [p for g in groups for p in g["params"]]

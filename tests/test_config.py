@@ -1,0 +1,46 @@
+"""Recipes resolve to complete configurations; flags override; the lr rule scales with the batch."""
+import math
+
+import pytest
+
+from hrnet_fast.config import resolve
+from hrnet_fast.errors import UserError
+from hrnet_fast.schedule import lr_at
+
+
+def test_reference_recipe_scales_lr_per_128_images():
+    cfg = resolve({"recipe": "reference", "batch_size": 64}, world_size=8)
+    assert cfg.global_batch == 512 and math.isclose(cfg.base_lr, 0.05 * 512 / 128)
+    assert cfg.nesterov and cfg.momentum == 0.9 and cfg.weight_decay == 1e-4
+
+
+def test_ascend_recipe_uses_lr_per_device_and_batch_256():
+    cfg = resolve({"recipe": "ascend"}, world_size=8)
+    assert cfg.batch_size == 256 and math.isclose(cfg.base_lr, 0.8)
+
+
+def test_flags_override_the_recipe():
+    cfg = resolve({"recipe": "cosine", "epochs": 3, "lr": 0.2, "label_smoothing": None}, world_size=1)
+    assert cfg.epochs == 3 and cfg.base_lr == 0.2 and cfg.label_smoothing == 0.1 and cfg.no_wd_norm_bias
+
+
+def test_step_schedule_decays_at_milestones():
+    cfg = resolve({"recipe": "reference", "lr": 1.0}, world_size=1)
+    assert lr_at(cfg, 0) == 1.0 and lr_at(cfg, 29.99) == 1.0
+    assert math.isclose(lr_at(cfg, 30), 0.1) and math.isclose(lr_at(cfg, 95), 1e-3)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    cfg = resolve({"recipe": "cosine", "lr": 1.0, "epochs": 10, "warmup_epochs": 2}, world_size=1)
+    assert lr_at(cfg, 1.0) == pytest.approx(0.5)
+    assert lr_at(cfg, 2.0) == pytest.approx(1.0)
+    assert lr_at(cfg, 6.0) == pytest.approx(0.5)
+    assert lr_at(cfg, 10.0) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad, message", [({"recipe": "sgdr"}, "unknown recipe"),
+                                          ({"image_size": 16}, "at least 32"),
+                                          ({"epochs": 0}, "at least 1")])
+def test_bad_settings_are_user_errors(bad, message):
+    with pytest.raises(UserError, match=message):
+        resolve(bad, world_size=1)

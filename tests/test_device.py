@@ -1,0 +1,68 @@
+"""Device selection and the NPU paths, exercised with a stub `torch_npu` (no CANN here)."""
+import sys
+import types
+
+import pytest
+import torch
+
+from hrnet_fast import device as devmod
+from hrnet_fast.device import Device, DeviceError, detect_kind, resolve_device
+
+
+class FakeFusedSGD(torch.optim.SGD):
+    pass
+
+
+@pytest.fixture
+def stub_npu(monkeypatch):
+    """A torch_npu that imports, registers torch.npu with two devices and offers NpuFusedSGD."""
+    module = types.ModuleType("torch_npu")
+    module.optim = types.SimpleNamespace(NpuFusedSGD=FakeFusedSGD)
+    npu = types.SimpleNamespace(is_available=lambda: True, device_count=lambda: 2)
+    monkeypatch.setitem(sys.modules, "torch_npu", module)
+    monkeypatch.setattr(torch, "npu", npu, raising=False)
+    return module
+
+
+def test_auto_prefers_npu_when_torch_npu_sees_a_device(stub_npu, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    dev = resolve_device("auto")
+    assert dev.kind == "npu" and dev.index == 1  # LOCAL_RANK 3 on 2 devices
+    assert dev.dist_backend == "hccl" and dev.default_precision() == "o2" and dev.pin_memory
+
+
+def test_npu_uses_npu_fused_sgd(stub_npu):
+    opt = Device("npu").sgd([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    assert isinstance(opt, FakeFusedSGD)
+
+
+def test_broken_torch_npu_falls_back_to_cpu(monkeypatch):
+    """torch_npu installed without CANN raises OSError (libhccl.so) on import: not an NPU."""
+    def failing_import(name):
+        raise OSError("libhccl.so: cannot open shared object file")
+    monkeypatch.setattr(devmod.importlib, "import_module", failing_import)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert detect_kind("auto") == "cpu"
+    with pytest.raises(DeviceError, match="CANN"):
+        detect_kind("npu")
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        detect_kind("cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        detect_kind("tpu")
+
+
+def test_cpu_device_runs_stream_code_paths_as_no_ops():
+    dev = Device("cpu")
+    stream = dev.new_stream()
+    assert stream is None and dev.dist_backend == "gloo" and not dev.pin_memory
+    with dev.stream_context(stream):
+        t = torch.ones(2)
+    dev.wait_stream(stream)
+    dev.record_stream(t)
+    dev.synchronize()
+    assert dev.default_precision() == "fp32" and dev.max_memory_allocated() == 0
+    assert type(dev.sgd([torch.nn.Parameter(torch.zeros(1))], lr=0.1)) is torch.optim.SGD
