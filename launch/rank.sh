@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# launch/rank.sh: what torchrun starts once per local rank (run.sh passes it with --no-python).
+# Binds the rank to its slice of this node's CPU cores, sends its output to LOG_DIR/rank<RANK>.log
+# (local rank 0 also to the console), then runs COMMAND.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+    cat <<'EOF'
+usage: rank.sh --log-dir DIR [--no-bind] -- COMMAND [ARGS...]
+
+Started by torchrun (through launch/run.sh), one per local rank; reads LOCAL_RANK,
+LOCAL_WORLD_SIZE and RANK from torchrun. The rank's CPU affinity is narrowed to its
+contiguous slice of the CPUs this process may use (taskset), unless --no-bind.
+EOF
+}
+
+LOG_DIR="" BIND=1
+while (($#)); do
+    SHIFT=1
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --no-bind) BIND=0 ;;
+        --log-dir | --log-dir=*) take_value "$@"; LOG_DIR=$VALUE ;;
+        --) shift; break ;;
+        *) die_usage "unknown flag: $1" ;;
+    esac
+    shift "$SHIFT"
+done
+(($#)) || die_usage "no COMMAND after --"
+[[ -n $LOG_DIR ]] || die_usage "--log-dir is required"
+[[ -n ${LOCAL_RANK:-} && -n ${LOCAL_WORLD_SIZE:-} && -n ${RANK:-} ]] ||
+    die "LOCAL_RANK, LOCAL_WORLD_SIZE and RANK are unset: rank.sh runs under torchrun; use launch/run.sh"
+
+if ((BIND)); then
+    if command -v taskset >/dev/null; then
+        read -ra cpus <<<"$(allowed_cpus)"
+        set -- taskset -c "$(core_slice "$LOCAL_RANK" "$LOCAL_WORLD_SIZE" "${cpus[@]}")" "$@"
+    else
+        note "taskset not found (util-linux): rank $RANK runs unbound"
+    fi
+fi
+
+log="$LOG_DIR/rank$RANK.log"
+if ((LOCAL_RANK == 0)); then
+    "$@" 2>&1 | tee -a "$log"  # pipefail: the status is the command's
+else
+    exec "$@" >>"$log" 2>&1
+fi

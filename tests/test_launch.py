@@ -1,0 +1,367 @@
+"""launch/: flag checking, the device environment, the torchrun command (--dry-run), CPU slices,
+the seed-style wrappers, and one real 2-rank CPU run."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = ROOT / "launch"
+WRAPPERS = ["train_full_1p.sh", "train_full_8p.sh", "train_performance_1p.sh",
+            "train_performance_8p.sh", "train_eval_1p.sh"]
+# Variables the scripts set or honour: removed so the user's shell cannot change what we test.
+FOREIGN = ("OMP_", "ASCEND_", "HCCL_", "NCCL_", "TORCH_NCCL_", "CUDA_", "TASK_QUEUE", "PTCOPY",
+           "COMBINED_", "HRNET_", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
+    env["PYTHON"] = sys.executable
+    env.update(extra)
+    return env
+
+
+def run(script: str, *args: str, cwd: Path = ROOT, env: dict | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LAUNCH / script), *args], capture_output=True, text=True, cwd=cwd,
+                          env=env or clean_env(), timeout=timeout)
+
+
+def bash(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env=env or clean_env(), timeout=30)
+
+
+def common(code: str) -> str:
+    """Run `code` with launch/common.sh's functions loaded; its stdout."""
+    result = bash(f'set -euo pipefail; usage() {{ :; }}; source launch/common.sh; {code}')
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def env_after(script: str, prefix: str = "", env: dict | None = None) -> dict[str, str]:
+    """The environment after `source launch/SCRIPT` in a fresh bash."""
+    result = bash(f"{prefix} source launch/{script}; echo still-here >&2; env", env)
+    assert result.returncode == 0 and "still-here" in result.stderr, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+
+
+def dry_run(*args: str, cwd: Path = ROOT, env: dict | None = None) -> tuple[list[str], dict[str, str], str]:
+    """run.sh --dry-run: (the torchrun command as words, the exported variables, all stdout)."""
+    result = run("run.sh", "--dry-run", *args, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    exports = dict(shlex.split(line)[1].split("=", 1) for line in lines if line.startswith("export "))
+    return shlex.split(lines[-1]), exports, result.stdout
+
+
+def after(words: list[str], marker: list[str]) -> list[str]:
+    """The words after the first occurrence of the sequence `marker`."""
+    for i in range(len(words)):
+        if words[i:i + len(marker)] == marker:
+            return words[i + len(marker):]
+    raise AssertionError(f"{marker} not in {words}")
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    (tmp_path / "shards").mkdir()
+    return tmp_path / "shards"
+
+
+# ---- help and user mistakes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", ["run.sh", "rank.sh", *WRAPPERS])
+def test_help(script):
+    result = run(script, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
+
+
+def test_run_help_has_examples():
+    text = run("run.sh", "--help").stdout
+    assert "--nproc 1 --shards" in text and "--nproc 8 --shards shards/" in text
+    assert "--nnodes 2 --node-rank 0 --addr" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "unknown flag: --bogus"),
+    (["--nproc"], "--nproc needs a value"),
+    (["--nproc", "--shards", "x"], "--nproc needs a value"),
+    (["--nproc="], "--nproc needs a value"),
+    (["--nproc", "0"], "--nproc must be a whole number ≥ 1"),
+    (["--nproc", "abc"], "got 'abc'"),
+    (["--nproc", "2", "--shards", "/no/such/dir"], "shard directory '/no/such/dir' not found"),
+    (["--nnodes", "2"], "needs --addr"),
+    (["--nnodes", "2", "--node-rank", "2", "--addr", "h"], "--node-rank must be"),
+    (["--port", "70000", "--addr", "h"], "--port must be"),
+    (["--nproc", "8", "--devices", "0,1"], "lists 2 devices but --nproc is 8"),
+    (["--devices", "0;1"], "device ids must look like"),
+    (["--device", "tpu"], "--device must be npu, cuda or cpu"),
+    (["--devices", "0,1", "--device", "cpu"], "--devices selects NPUs or GPUs"),
+    (["stray"], "unexpected argument: stray"),
+    (["--", "--out", "x"], "give --out to run.sh itself"),
+])
+def test_run_rejects_mistakes(shards, args, message):
+    if "--shards" not in args:
+        args = ["--shards", str(shards), *args]
+    result = run("run.sh", *args)
+    assert result.returncode == 2
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("run.sh: error:") and message in first, result.stderr
+    assert rest and rest[0].startswith("usage: launch/run.sh")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_full_8p.sh", ["--bogus=1"], "unknown flag: --bogus"),
+    ("train_full_8p.sh", ["--stop_step=5"], "unknown flag: --stop_step"),  # a performance flag
+    ("train_performance_1p.sh", ["--data_path"], "--data_path needs a value"),
+    ("train_full_8p.sh", ["--bs=100"], "--bs 100 does not split over 8 devices"),
+    ("train_full_1p.sh", ["--precision_mode=fast"], "--precision_mode must be"),
+    ("train_eval_1p.sh", [], "--pth_path is required"),
+    ("train_eval_1p.sh", ["--pth_path=/no/such.pt"], "checkpoint '/no/such.pt' not found"),
+])
+def test_wrappers_reject_mistakes(shards, script, args, message):
+    result = run(script, "--dry-run", f"--data_path={shards}", *args, cwd=shards.parent)
+    assert result.returncode == 2 and message in result.stderr.splitlines()[0], result.stderr
+    assert "usage: launch/" + script in result.stderr
+
+
+# ---- the environment scripts ---------------------------------------------------------------------
+
+def test_env_npu_sets_the_ascend_settings():
+    env = env_after("env_npu.sh", "HRNET_DEVICES=0,1")
+    assert env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1"
+    for name, value in {"TASK_QUEUE_ENABLE": "1", "PTCOPY_ENABLE": "1", "COMBINED_ENABLE": "1",
+                        "ASCEND_GLOBAL_LOG_LEVEL": "3", "ASCEND_SLOG_PRINT_TO_STDOUT": "0",
+                        "ASCEND_GLOBAL_EVENT_ENABLE": "0", "HCCL_WHITELIST_DISABLE": "1"}.items():
+        assert env[name] == value, name
+    assert int(env["HCCL_CONNECT_TIMEOUT"]) >= 600 and int(env["HCCL_EXEC_TIMEOUT"]) >= 1800
+    assert "ASCEND_RT_VISIBLE_DEVICES" not in env_after("env_npu.sh")
+
+
+def test_env_cuda_sets_the_nccl_settings():
+    env = env_after("env_cuda.sh", "HRNET_DEVICES=2,3")
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1" and env["NCCL_DEBUG"] == "WARN"
+
+
+@pytest.mark.parametrize("script", ["env_npu.sh", "env_cuda.sh"])
+def test_env_scripts_keep_user_values_and_shell_options(script):
+    env = env_after(script, env=clean_env(NCCL_DEBUG="INFO", HCCL_CONNECT_TIMEOUT="300"))
+    assert env["NCCL_DEBUG"] == "INFO" and env["HCCL_CONNECT_TIMEOUT"] == "300"
+    # Sourcing from a strict script works and leaves its options (errexit, nounset) as they were.
+    result = bash(f'set -euo pipefail; before=$-; source launch/{script}; [[ $- == "$before" ]] && echo same')
+    assert result.stdout.strip() == "same", result.stderr
+    result = bash(f'before=$-; source launch/{script}; [[ $- == "$before" ]] && echo same')
+    assert result.stdout.strip() == "same", result.stderr
+
+
+def test_env_npu_sources_cann_set_env(tmp_path):
+    toolkit = tmp_path / "ascend-toolkit"
+    toolkit.mkdir()
+    # Like CANN's own script it reads an unset variable and runs a failing command: sourcing it
+    # from a `set -eu` script must still work, and leave that script's options as they were.
+    (toolkit / "set_env.sh").write_text('export FAKE_CANN="yes${SOME_UNSET_VAR}"\nfalse\n')
+    env = env_after("env_npu.sh", "set -eu;", clean_env(ASCEND_HOME=str(tmp_path)))
+    assert env["FAKE_CANN"] == "yes"
+    result = bash("set -eu; source launch/env_npu.sh; echo $-", clean_env(ASCEND_HOME=str(tmp_path)))
+    assert "e" in result.stdout and "u" in result.stdout, result.stderr
+
+
+@pytest.mark.skipif(Path("/usr/local/Ascend").exists() or Path("/etc/Ascend").exists(),
+                    reason="a CANN install is present")
+def test_env_npu_without_cann_is_a_one_line_note():
+    result = bash("source launch/env_npu.sh; echo ok")
+    assert result.stdout.strip() == "ok"
+    assert len(result.stderr.splitlines()) == 1 and "no CANN set_env.sh found" in result.stderr
+
+
+# ---- threads and CPU slices ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cores, nproc, threads", [(2, 8, 1), (2, 2, 1), (2, 1, 2), (192, 8, 24), (7, 2, 3)])
+def test_omp_threads(cores, nproc, threads):
+    assert common(f"omp_threads {cores} {nproc}").strip() == str(threads)
+
+
+def test_omp_threads_in_the_launch_env(shards):
+    cores = len(os.sched_getaffinity(0))
+    for nproc in (1, 2, 8):
+        _, exports, _ = dry_run("--nproc", str(nproc), "--device", "cpu", "--shards", str(shards))
+        assert exports["OMP_NUM_THREADS"] == str(max(1, cores // nproc))
+    _, exports, _ = dry_run("--nproc", "8", "--device", "cpu", "--shards", str(shards),
+                            env=clean_env(OMP_NUM_THREADS="3"))
+    assert "OMP_NUM_THREADS" not in exports  # the user's value stays
+
+
+@pytest.mark.parametrize("rank, nranks, cpus, expected", [
+    (0, 8, "$(seq 0 191)", "0-23"),
+    (1, 8, "$(seq 0 191)", "24-47"),
+    (7, 8, "$(seq 0 191)", "168-191"),
+    (0, 1, "0 1 2 3", "0-3"),
+    (0, 3, "0 1 2 3 8 9 10 11", "0-2"),  # 8 CPUs over 3 ranks: 3 + 3 + 2
+    (1, 3, "0 1 2 3 8 9 10 11", "3,8-9"),
+    (2, 3, "0 1 2 3 8 9 10 11", "10-11"),
+    (5, 8, "0 1", "1"),  # more ranks than CPUs: shared round-robin
+])
+def test_core_slices(rank, nranks, cpus, expected):
+    assert common(f"core_slice {rank} {nranks} {cpus}").strip() == expected
+
+
+def test_allowed_cpus_is_the_affinity_mask():
+    assert common("allowed_cpus").split() == [str(c) for c in sorted(os.sched_getaffinity(0))]
+
+
+def test_rank_sh_binds_each_rank_and_logs(tmp_path):
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    show = [sys.executable, "-c", "import os; print('cpus', sorted(os.sched_getaffinity(0)))"]
+    seen = {}
+    for rank in (0, 1):
+        env = clean_env(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2", RANK=str(rank + 2))
+        result = run("rank.sh", "--log-dir", str(tmp_path), "--", *show, env=env)
+        assert result.returncode == 0, result.stderr
+        log = (tmp_path / f"rank{rank + 2}.log").read_text()
+        seen[rank] = log
+        assert (log in result.stdout) == (rank == 0)  # local rank 0 also on the console
+    half = len(cpus) // 2
+    assert seen[0].strip() == f"cpus {cpus[:half + len(cpus) % 2]}"
+    assert seen[1].strip() == f"cpus {cpus[half + len(cpus) % 2:]}"
+    env = clean_env(LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", RANK="1")
+    run("rank.sh", "--log-dir", str(tmp_path), "--no-bind", "--", *show, env=env)
+    assert (tmp_path / "rank1.log").read_text().strip() == f"cpus {cpus}"
+
+
+def test_rank_sh_passes_the_exit_status(tmp_path):
+    for local_rank in ("0", "1"):
+        env = clean_env(LOCAL_RANK=local_rank, LOCAL_WORLD_SIZE="2", RANK=local_rank)
+        assert run("rank.sh", "--log-dir", str(tmp_path), "--", "bash", "-c", "exit 3", env=env).returncode == 3
+
+
+# ---- the torchrun command ---------------------------------------------------------------------------
+
+def test_dry_run_design_card_line_8p(shards):
+    """`launch/run.sh --nproc 8 --shards shards/` verbatim (device auto-detected: cpu here)."""
+    words, exports, text = dry_run("--nproc", "8", "--shards", "shards/", cwd=shards.parent)
+    assert words[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert after(words, ["torch.distributed.run"])[:6] == [
+        "--nproc-per-node", "8", "--standalone", "--max-restarts", "0", "--no-python"]
+    assert after(words, ["--no-python"])[:4] == [str(LAUNCH / "rank.sh"), "--log-dir", "runs/hrnet_w18-8p/logs", "--"]
+    assert after(words, ["-m", "hrnet_fast"]) == [
+        "train", "--shards", "shards/", "--device", "cpu", "--out", "runs/hrnet_w18-8p", "--resume", "auto"]
+    assert "# device: cpu (auto-detected)" in text
+    assert sum(line.startswith("# local rank ") for line in text.splitlines()) == 8
+    assert exports["PYTHONPATH"].split(":")[0] == str(ROOT)
+
+
+def test_dry_run_1p_with_devices_and_train_args(shards):
+    words, exports, _ = dry_run("--devices", "5", "--device", "npu", "--shards", str(shards), "--max-restarts", "2",
+                                "--", "--model", "hrnet_w32", "--lr", "0.2", "--note", "a b")
+    assert after(words, ["--nproc-per-node"])[:4] == ["1", "--standalone", "--max-restarts", "2"]
+    assert after(words, ["-m", "hrnet_fast"]) == [
+        "train", "--shards", str(shards), "--device", "npu", "--out", "runs/hrnet_w32-1p", "--resume", "auto",
+        "--model", "hrnet_w32", "--lr", "0.2", "--note", "a b"]
+    assert exports["ASCEND_RT_VISIBLE_DEVICES"] == "5" and exports["TASK_QUEUE_ENABLE"] == "1"
+
+
+def test_dry_run_keeps_the_users_resume(shards):
+    words, _, _ = dry_run("--device", "cpu", "--shards", str(shards), "--out", "r", "--", "--resume=x.pt")
+    assert after(words, ["-m", "hrnet_fast"]) == ["train", "--shards", str(shards), "--device", "cpu",
+                                                 "--out", "r", "--resume=x.pt"]
+
+
+def test_dry_run_two_nodes(shards):
+    words, exports, text = dry_run("--nproc", "8", "--nnodes", "2", "--node-rank", "1", "--addr", "10.0.0.1",
+                                   "--port", "29400", "--device", "cuda", "--shards", str(shards), "--no-bind")
+    assert after(words, ["torch.distributed.run"])[:10] == [
+        "--nproc-per-node", "8", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1",
+        "--master-port", "29400"]
+    assert "--standalone" not in words and "--no-bind" in words
+    assert "--out" in words and after(words, ["--out"])[0] == "runs/hrnet_w18-16p"
+    assert exports["NCCL_DEBUG"] == "WARN" and "CUDA_VISIBLE_DEVICES" not in exports
+    assert "# local rank" not in text
+
+
+def test_dry_run_accepts_urls_without_a_directory():
+    words, _, _ = dry_run("--device", "cpu", "--shards", "pipe:curl -s http://h/train-{000000..000009}.tar")
+    assert after(words, ["--shards"])[0] == "pipe:curl -s http://h/train-{000000..000009}.tar"
+
+
+# ---- seed-style wrappers ------------------------------------------------------------------------------
+
+def wrapper_dry_run(script: str, *args: str, cwd: Path) -> list[str]:
+    result = run(script, "--dry-run", *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return shlex.split(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_full_8p_maps_the_ascend_flags(shards):
+    words = wrapper_dry_run("train_full_8p.sh", f"--data_path={shards}", "--bs", "2048", "--lr=0.8",
+                            "--precision_mode=allow_mix_precision", "--device=npu",
+                            "--device_id=0,1,2,3,4,5,6,7", "--", "--workers", "6", cwd=shards.parent)
+    assert after(words, ["--nproc-per-node"])[0] == "8"
+    assert after(words, ["-m", "hrnet_fast"]) == [
+        "train", "--shards", str(shards), "--device", "npu", "--out", "runs/train_full_8p", "--resume", "auto",
+        "--recipe", "ascend", "--epochs", "100", "--batch-size", "256", "--precision", "o2", "--lr", "0.8",
+        "--workers", "6"]
+
+
+def test_train_performance_1p_stops_early(shards):
+    words = wrapper_dry_run("train_performance_1p.sh", "--data_path", str(shards), "--device=cpu", cwd=shards.parent)
+    train = after(words, ["-m", "hrnet_fast"])
+    assert train[train.index("--recipe"):] == ["--recipe", "ascend", "--epochs", "1", "--stop-step", "1000"]
+    assert train[train.index("--out") + 1].startswith("runs/train_performance_1p-")
+    words = wrapper_dry_run("train_performance_8p.sh", "--data_path", str(shards), "--stop_step=50", "--device=cpu",
+                            cwd=shards.parent)
+    assert after(words, ["--stop-step"])[0] == "50" and after(words, ["--nproc-per-node"])[0] == "8"
+
+
+def test_train_eval_1p_command(shards, tmp_path):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"")
+    result = run("train_eval_1p.sh", "--dry-run", f"--pth_path={ckpt}", f"--data_path={shards}", "--bs=50",
+                 "--device=cuda", "--device_id=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    *exports, command = result.stdout.strip().splitlines()
+    assert "export CUDA_VISIBLE_DEVICES=3" in exports
+    assert after(shlex.split(command), ["-m", "hrnet_fast"]) == [
+        "eval", "--ckpt", str(ckpt), "--shards", str(shards), "--device", "cuda", "--json", "--batch-size", "50"]
+
+
+def test_summary_lines_parse_trainer_and_eval_output(tmp_path):
+    (tmp_path / "rank0.log").write_text("[x] FPS 12.0\nepoch 1: Acc@1 50.00\nFPS 532.7\n")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0, "acc1": 10.5}\n{"kind": "train"}\n'
+                                            '{"epoch": 1, "acc1": 76.65, "acc5": 93.2}\n')
+    (tmp_path / "eval.log").write_text('Acc@1 76.65\n{"acc1": 76.65, "acc5": 93.2, "images_per_s": 1234.5}\n')
+    out = common(f'SECONDS=0; print_summary "$(last_number FPS {tmp_path}/rank0.log)" '
+                 f'"$(last_number \'"acc1":\' {tmp_path}/metrics.jsonl)" 0; '
+                 f'last_number \'"images_per_s":\' {tmp_path}/eval.log; '
+                 f'print_summary "" "" 0')
+    assert out.splitlines() == [
+        "Final Performance images/sec : 532.7", "Final Train Accuracy : 76.65", "E2E Training Duration sec : 0",
+        "1234.5", "Final Performance images/sec : NA", "Final Train Accuracy : NA", "E2E Training Duration sec : 0"]
+
+
+# ---- one real run -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_rank_cpu_training_end_to_end(tmp_path):
+    from shardgen import make_shards
+
+    shards = make_shards(tmp_path / "shards", train=16, val=8, shard_size=4, num_classes=4, size=(40, 40))
+    out = tmp_path / "run"
+    result = run("run.sh", "--nproc", "2", "--device", "cpu", "--shards", str(shards), "--out", str(out),
+                 "--", "--model", "hrnet_w18_small_v1", "--epochs", "1", "--batch-size", "4",
+                 "--image-size", "32", "--workers", "0", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert "FPS " in result.stdout
+    logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
+    assert set(logs) == {"rank0.log", "rank1.log"}
+    assert "FPS " in logs["rank0.log"]
