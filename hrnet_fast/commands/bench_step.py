@@ -1,0 +1,67 @@
+"""`hrnet-fast bench step`: train-step images/s on synthetic on-device input (no loader)."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from hrnet_fast.commands.options import DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
+
+
+@click.command("step")
+@click.option("--model", default="hrnet_w18", show_default=True, help=MODEL_HELP)
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Per-device batch.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
+@click.option("--image-size", type=int, default=224, show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True, help="Timed steps.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed steps first.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def bench_step(model: str, batch_size: int, precision: str | None, image_size: int, device: str,
+               steps: int, warmup: int, compile_: bool, as_json: bool) -> None:
+    """Forward + backward + fused SGD on random on-device batches: the step's ceiling."""
+    import torch
+    from torch import nn
+
+    from hrnet_fast.config import resolve
+    from hrnet_fast.device import resolve_device
+    from hrnet_fast.precision import MixedPrecision
+    from hrnet_fast.train import build_model_and_optimizer, train_step
+
+    dev = resolve_device(device)
+    dev.activate()
+    cfg = resolve({"model": model, "batch_size": batch_size, "image_size": image_size,
+                   "num_classes": 1000, "device": device}, world_size=1)
+    prec = MixedPrecision(precision or dev.default_precision(), dev)
+    net, optimizer = build_model_and_optimizer(cfg, dev, prec)
+    step_model = torch.compile(net) if compile_ else net
+    criterion = nn.CrossEntropyLoss()
+    x = torch.randn(batch_size, 3, image_size, image_size, device=dev.torch_device)
+    x = x.to(dtype=prec.input_dtype, memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch_size,), device=dev.torch_device)
+
+    compile_start = time.perf_counter()
+    for _ in range(warmup):
+        loss = train_step(step_model, x, labels, criterion, prec, optimizer)
+    dev.synchronize()
+    warmup_seconds = time.perf_counter() - compile_start
+    dev.reset_peak_memory()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = train_step(step_model, x, labels, criterion, prec, optimizer)
+    dev.synchronize()
+    seconds = time.perf_counter() - start
+    result = {
+        "model": model, "device": dev.describe(), "precision": prec.name, "batch_size": batch_size,
+        "image_size": image_size, "compile": compile_, "steps": steps,
+        "images_per_s": round(steps * batch_size / seconds, 2),
+        "warmup_seconds": round(warmup_seconds, 2), "peak_memory_mb": round(dev.max_memory_allocated() / 2**20, 1),
+        "final_loss": round(float(loss), 4),
+    }
+    click.echo(f"{model} {prec.name} batch {batch_size} @ {image_size}px on {result['device']}: "
+               f"{result['images_per_s']:.1f} img/s (peak {result['peak_memory_mb']} MB, "
+               f"warm-up {result['warmup_seconds']} s)")
+    if as_json:
+        click.echo(json.dumps(result))

@@ -1,0 +1,72 @@
+"""Process group from torchrun's environment; a plain single process needs nothing."""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from hrnet_fast.device import Device
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def world_from_env() -> World:
+    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                 int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init(device: Device, world: World, timeout_minutes: float = 30) -> None:
+    """Join the process group over the device's backend (hccl / nccl / gloo) when there are peers."""
+    if world.distributed and not dist.is_initialized():
+        kwargs = {"device_id": device.torch_device} if device.kind == "cuda" else {}
+        dist.init_process_group(device.dist_backend, timeout=timedelta(minutes=timeout_minutes), **kwargs)
+
+
+def wrap_ddp(model: torch.nn.Module, device: Device) -> torch.nn.Module:
+    """DDP without per-step buffer broadcasts (BN statistics stay per rank, as in the reference)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
+        "broadcast_buffers": False}
+    ids = [device.index] if device.is_accelerator else None
+    return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True, **no_buffer_sync)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

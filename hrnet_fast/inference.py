@@ -1,0 +1,46 @@
+"""Loading a model for inference from any weights file: ours, official or timm, plain or DDP."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from hrnet_fast.device import Device
+from hrnet_fast.errors import UserError
+from hrnet_fast.models import create_model
+from hrnet_fast.models.weights import load_weights, read_state_dict
+from hrnet_fast.precision import MixedPrecision
+
+CLASSIFIER_WEIGHT = "classifier.weight"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str
+    precision: MixedPrecision
+    classes: list[str] = field(default_factory=list)
+    class_names: dict[str, str] = field(default_factory=dict)
+    image_size: int = 224
+
+
+def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
+                       precision: Optional[str] = None) -> LoadedModel:
+    """Model name and classes from our checkpoints; `--model` for plain state dicts."""
+    state, meta = read_state_dict(ckpt)
+    name = model_name or meta.get("model_name")
+    if not name:
+        raise UserError(f"{ckpt} is a plain state dict: pass --model (e.g. --model hrnet_w18)")
+    if CLASSIFIER_WEIGHT not in state:
+        raise UserError(f"{ckpt} has no {CLASSIFIER_WEIGHT}: it is not an HRNet classification checkpoint")
+    num_classes = int(state[CLASSIFIER_WEIGHT].shape[0])
+    model = create_model(name, num_classes=num_classes)
+    load_weights(model, state)
+    prec = MixedPrecision(precision or device.default_precision(), device)
+    model = model.to(device.torch_device, memory_format=torch.channels_last)
+    prec.cast_model(model)
+    model.eval()
+    return LoadedModel(model, name, prec, list(meta.get("classes") or []),
+                       dict(meta.get("class_names") or {}), int(meta.get("image_size") or 224))

@@ -1,0 +1,53 @@
+"""What a run writes for people: metrics.jsonl lines, config.json, and the rank-0 console."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from pack.manifest import write_json_atomic
+
+
+class RunLog:
+    """Rank 0 writes; other ranks' calls are no-ops, so the loop never branches on rank."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._tb: Optional[Any] = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                    self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+                except ImportError:
+                    self.print("warning: tensorboard is not installed; pip install tensorboard")
+
+    def print(self, message: str) -> None:
+        if self.enabled:
+            print(message, flush=True)
+
+    def warn(self, message: str) -> None:
+        if self.enabled:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        if self.enabled:
+            write_json_atomic(self.run_dir / "config.json", config)
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            step = record.get("step", 0)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self._tb.add_scalar(f"{record.get('kind', 'train')}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,365 @@
+"""The training loop: DDP, precision modes, fused SGD, static shapes, exact resume, honest FPS.
+
+One process or one per device under torchrun. The loop never waits for the host inside a step:
+loss, skipped-step counts and the stop flag are read at sync points every `log_interval` steps.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from hrnet_fast import checkpoint, distributed
+from hrnet_fast.config import TrainConfig, resolve
+from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, open_source
+from hrnet_fast.device import Device, resolve_device
+from hrnet_fast.errors import UserError
+from hrnet_fast.evaluate import EvalResult, evaluate
+from hrnet_fast.models import create_model
+from hrnet_fast.models.weights import load_weights
+from hrnet_fast.precision import MixedPrecision, param_groups
+from hrnet_fast.runlog import RunLog
+from hrnet_fast.schedule import lr_at
+
+IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
+IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
+
+
+@dataclass
+class TrainSummary:
+    fps: float
+    steps: int
+    epochs_done: int
+    best_acc1: Optional[float]
+    last_eval: Optional[EvalResult]
+    stopped_by_signal: bool
+    run_dir: Path
+
+
+def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: MixedPrecision,
+                              sync_bn: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model on the device in channels_last and the precision's dtypes, and its fused SGD."""
+    model = create_model(cfg.model, num_classes=cfg.num_classes)
+    model = model.to(device.torch_device, memory_format=torch.channels_last)
+    precision.cast_model(model)
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    to_optimizer = precision.optimizer_params(model)
+    groups = param_groups(model, to_optimizer, cfg.weight_decay, cfg.no_wd_norm_bias)
+    optimizer = device.sgd(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return model, optimizer
+
+
+def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterion: nn.Module,
+               precision: MixedPrecision, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Forward, loss in fp32, scaled backward, optimizer step; returns the detached loss (no sync)."""
+    try:
+        with precision.autocast():
+            logits = model(x)
+        loss = criterion(logits.float(), labels)
+        precision.backward_and_step(loss, optimizer)
+    except RuntimeError as exc:
+        if precision.device.is_out_of_memory(exc):
+            raise UserError(f"out of memory at batch size {x.shape[0]} per device on "
+                            f"{precision.device.describe()}: try --batch-size {max(x.shape[0] // 2, 1)}") from None
+        raise
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+class StopFlag:
+    """SIGTERM / SIGINT ask the loop to save and exit 0 at the next safe point (pre-emption)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(overrides: dict[str, Any]) -> TrainSummary:
+    """Resolve the configuration, set up device and process group, run, and tear down."""
+    world = distributed.world_from_env()
+    device = resolve_device(overrides.get("device") or "auto")
+    cfg = resolve(overrides, world.size)
+    device.activate()
+    distributed.init(device, world)
+    try:
+        return Trainer(cfg, device, world).run()
+    finally:
+        distributed.shutdown()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, device: Device, world: distributed.World) -> None:
+        self.cfg, self.device, self.world = cfg, device, world
+        self.run_dir = Path(cfg.out)
+        self.log = RunLog(self.run_dir, world.is_main, cfg.tensorboard)
+        cfg.precision = cfg.precision or device.default_precision()
+        torch.manual_seed(cfg.seed)
+
+        self.train_source = open_source(cfg.shards, "train", cfg.num_samples)
+        self.val_source = self._open_val()
+        self.classes = self.train_source.classes
+        num_classes = cfg.num_classes or (len(self.classes) if self.classes else None)
+        if num_classes is None:
+            raise UserError("shards given as a URL carry no class list: pass --num-classes")
+        cfg.num_classes = num_classes
+
+        self.precision = MixedPrecision(cfg.precision, device, cfg.loss_scale)
+        model, self.optimizer = build_model_and_optimizer(cfg, device, self.precision,
+                                                          sync_bn=cfg.sync_bn and world.distributed)
+        self.raw_model = model
+        if world.distributed:
+            model = distributed.wrap_ddp(model, device)
+        self.model = torch.compile(model) if cfg.compile else model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
+                                  rank=world.rank, world_size=world.size, num_workers=cfg.workers,
+                                  seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                                  pin_memory=device.pin_memory)
+        self.steps_per_epoch = self.loader.batches_per_epoch
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
+                            "lower --batch-size or --workers")
+        self.epoch, self.batch_in_epoch, self.step, self.best_acc1 = 0, 0, 0, None
+        self.last_eval: Optional[EvalResult] = None
+        self._last_save = time.monotonic()
+        self._resume()
+
+    # ---- set-up helpers -------------------------------------------------------------------
+    def _open_val(self):
+        shards = self.cfg.val_shards or self.cfg.shards
+        try:
+            return open_source(shards, "val", self.cfg.val_num_samples)
+        except UserError as exc:
+            self.log.warn(f"no validation: {exc}")
+            return None
+
+    def _resume(self) -> None:
+        path = checkpoint.find_resume(self.cfg.resume, self.run_dir)
+        if path is None:
+            return
+        ckpt = checkpoint.load(path)
+        if ckpt.get("model_name") != self.cfg.model:
+            raise UserError(f"{path} was trained as {ckpt.get('model_name')}, not {self.cfg.model}: "
+                            f"pass --model {ckpt.get('model_name')} or a new --out")
+        load_weights(self.raw_model, ckpt["model"])
+        self.precision.sync_masters_from_model(ckpt["model"], self.raw_model)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.precision.load_state_dict(ckpt["precision"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
+        self.step, self.best_acc1 = int(ckpt["step"]), ckpt.get("best_acc1")
+        self.log.print(f"resumed from {path}: epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.step}")
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _checkpoint(self, best: bool = False) -> None:
+        if not self.world.is_main:
+            return
+        state = {
+            "format": "hrnet-fast-checkpoint", "version": 1,
+            "model": self.precision.master_state_dict(self.raw_model),
+            "model_name": self.cfg.model, "num_classes": self.cfg.num_classes,
+            "classes": list(self.classes or []), "class_names": dict(self.train_source.class_names or {}),
+            "image_size": self.cfg.image_size,
+            "optimizer": self.optimizer.state_dict(), "precision": self.precision.state_dict(),
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "best_acc1": self.best_acc1, "rng": checkpoint.rng_state(), "config": self.cfg.to_json(),
+        }
+        folder = self.run_dir / "checkpoints"
+        checkpoint.save_atomic(state, folder / checkpoint.LAST)
+        if best:
+            checkpoint.save_atomic(state, folder / checkpoint.BEST)
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def run(self) -> TrainSummary:
+        cfg = self.cfg
+        self.log.write_config(cfg.to_json())
+        self.log.print(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
+                       f"precision {cfg.precision}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
+                       f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
+                       f"samples/epoch for equal steps on every rank)")
+        meter = RateMeter(cfg.global_batch)
+        stopped = False
+        with StopFlag() as stop:
+            while self.epoch < cfg.epochs and not self._stop_step_reached():
+                outcome = self._train_epoch(meter, stop)
+                if outcome == "signal":
+                    stopped = True
+                    break
+                if outcome == "epoch":
+                    self._end_epoch(meter)
+        self.device.synchronize()
+        fps = meter.fps()
+        if stopped or self._stop_step_reached():
+            self._checkpoint()
+        self.log.print(f"FPS {fps:.1f}")
+        self.log.close()
+        return TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.last_eval, stopped, self.run_dir)
+
+    def _stop_step_reached(self) -> bool:
+        return self.cfg.stop_step is not None and self.step >= self.cfg.stop_step
+
+    def _train_epoch(self, meter: "RateMeter", stop: StopFlag) -> str:
+        """Train until the epoch ends ("epoch"), --stop-step ("stop_step") or a signal ("signal")."""
+        cfg, steps = self.cfg, self.steps_per_epoch
+        self.model.train()
+        batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch, skip_batches=self.batch_in_epoch),
+                                   self.device, dtype=self.precision.input_dtype,
+                                   mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        progress = self._progress(steps, self.batch_in_epoch)
+        loss_sum = torch.zeros((), device=self.device.torch_device)
+        interval_steps = 0
+        meter.start_interval()
+        iterator = iter(batches)
+        while self.batch_in_epoch < steps:
+            wait_start = time.perf_counter()
+            try:
+                x, labels = next(iterator)
+            except StopIteration:
+                raise RuntimeError(f"loader ended after {self.batch_in_epoch} of {steps} batches") from None
+            meter.data_wait += time.perf_counter() - wait_start
+            lr = lr_at(cfg, self.epoch + self.batch_in_epoch / steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum += train_step(self.model, x, labels, self.criterion, self.precision, self.optimizer)
+            interval_steps += 1
+            self.step += 1
+            self.batch_in_epoch += 1
+            progress.update(1)
+            at_sync = (interval_steps >= cfg.log_interval or self.batch_in_epoch == steps
+                       or self._stop_step_reached())
+            if at_sync:
+                self._sync_point(meter, loss_sum, interval_steps, lr, progress)
+                loss_sum.zero_()
+                interval_steps = 0
+                meter.start_interval()
+            if (at_sync or not self.world.distributed) and self._agreed_stop(stop, at_sync):
+                progress.close()
+                return "signal"
+            if self._stop_step_reached():
+                progress.close()
+                return "stop_step"
+        progress.close()
+        return "epoch"
+
+    def _agreed_stop(self, stop: StopFlag, at_sync: bool) -> bool:
+        """Every rank must stop at the same step: the flag is all-reduced at sync points."""
+        if not self.world.distributed:
+            return stop.requested
+        flag = torch.tensor([1 if stop.requested else 0], device=self.device.torch_device)
+        return bool(distributed.all_reduce_max(flag).item())
+
+    def _sync_point(self, meter: "RateMeter", loss_sum: torch.Tensor, n: int, lr: float, progress) -> None:
+        loss = float(loss_sum.item()) / max(n, 1)  # the only host sync, once per interval
+        meter.end_interval(n)
+        bad = int(self.precision.max_consecutive.item())
+        if bad >= self.cfg.max_bad_steps:
+            raise UserError(f"{bad} steps in a row had a non-finite loss or gradient (skipped): the run "
+                            "diverged; lower --lr, use --precision fp32/bf16, or resume from an earlier checkpoint")
+        rate = meter.last_rate
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
+        self.log.metrics({"kind": "train", "epoch": self.epoch, "step": self.step, "loss": loss, "lr": lr,
+                          "images_per_s": rate, "data_wait_share": meter.last_wait_share,
+                          "skipped_steps": int(self.precision.skipped.item())})
+        if time.monotonic() - self._last_save > self.cfg.ckpt_minutes * 60:
+            self._checkpoint()
+            self._last_save = time.monotonic()
+
+    def _end_epoch(self, meter: "RateMeter") -> None:
+        epoch_done = self.epoch
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        record: dict[str, Any] = {"kind": "epoch", "epoch": epoch_done, "step": self.step,
+                                  "epoch_seconds": meter.take_epoch_seconds()}
+        is_best = self.val_source is None
+        if self.val_source is not None and (self.epoch % self.cfg.val_every == 0 or self.epoch == self.cfg.epochs):
+            self.last_eval = self.validate()
+            record.update(acc1=self.last_eval.acc1, acc5=self.last_eval.acc5, val_images=self.last_eval.images)
+            is_best = self.best_acc1 is None or self.last_eval.acc1 > self.best_acc1
+            if is_best:
+                self.best_acc1 = self.last_eval.acc1
+            self.log.print(f"epoch {epoch_done}: {self.last_eval.line()}")
+        self.log.metrics(record)
+        self._checkpoint(best=is_best)
+        self._last_save = time.monotonic()
+        meter.start_interval()
+
+    def validate(self) -> EvalResult:
+        loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
+                           image_size=self.cfg.val_image_size or self.cfg.image_size,
+                           rank=self.world.rank, world_size=self.world.size,
+                           num_workers=min(self.cfg.workers, 2 if self.cfg.workers else 0),
+                           pin_memory=self.device.pin_memory)
+        batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype,
+                                   mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        return evaluate(self.model, batches, self.device, self.precision.autocast)
+
+    def _progress(self, total: int, initial: int):
+        from tqdm import tqdm
+        return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch}", unit="step",
+                    disable=not self.world.is_main, leave=False, dynamic_ncols=True)
+
+
+class RateMeter:
+    """FPS as the Ascend port defines it: global batch / step time, data waiting included,
+    averaged after warm-up (the first interval is not counted; validation and checkpoint time
+    fall between intervals and are not counted either)."""
+
+    def __init__(self, global_batch: int) -> None:
+        self.global_batch = global_batch
+        self.intervals = 0
+        self.timed_steps = 0
+        self.timed_seconds = 0.0
+        self.all_steps = 0
+        self.all_seconds = 0.0
+        self.data_wait = 0.0
+        self.last_rate = 0.0
+        self.last_wait_share = 0.0
+        self._start = time.perf_counter()
+        self._epoch_seconds = 0.0
+
+    def start_interval(self) -> None:
+        self._start = time.perf_counter()
+        self.data_wait = 0.0
+
+    def end_interval(self, steps: int) -> None:
+        seconds = time.perf_counter() - self._start
+        self._epoch_seconds += seconds
+        self.last_rate = steps * self.global_batch / max(seconds, 1e-9)
+        self.last_wait_share = self.data_wait / max(seconds, 1e-9)
+        self.all_steps += steps
+        self.all_seconds += seconds
+        if self.intervals > 0:
+            self.timed_steps += steps
+            self.timed_seconds += seconds
+        self.intervals += 1
+
+    def take_epoch_seconds(self) -> float:
+        seconds, self._epoch_seconds = self._epoch_seconds, 0.0
+        return seconds
+
+    def fps(self) -> float:
+        steps, seconds = (self.timed_steps, self.timed_seconds) if self.timed_steps else (self.all_steps, self.all_seconds)
+        return steps * self.global_batch / seconds if seconds > 0 else math.nan

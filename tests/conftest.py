@@ -1,0 +1,39 @@
+"""Shared fixtures: a small real dataset (scikit-learn digits) packed once per session."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def run_cli(*args: str, check: bool = True, timeout: float = 300, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m ...` from the test venv; the output is kept for assertions."""
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})}, cwd=cwd or ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def digits_tree(tmp_path_factory) -> Path:
+    from make_digits import write_digits
+
+    out = tmp_path_factory.mktemp("digits")
+    write_digits(out, size=32)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(digits_tree, tmp_path_factory) -> Path:
+    """20 train images per digit (200) in 8 shards of 25; 7 val images per digit (70) in 3 shards."""
+    out = tmp_path_factory.mktemp("tiny_shards")
+    run_cli("-m", "pack", "imagenet", str(digits_tree), "--out", str(out), "--per-class-limit", "20",
+            "--shard-size", "25", "--workers", "1")
+    return out

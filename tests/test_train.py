@@ -1,0 +1,119 @@
+"""The trainer on the CPU: one process and two under torchrun, resume, signals, divergence."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, run_cli
+
+TINY = ["--model", "hrnet_w18_small_v1", "--image-size", "32", "--batch-size", "8", "--workers", "1",
+        "--device", "cpu", "--log-interval", "5", "--shuffle-buffer", "64"]
+
+
+def train(shards: Path, out: Path, *extra: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return run_cli("-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out), *TINY, *extra,
+                   check=check, **kw)
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_one_process_trains_and_writes_the_run_directory(tiny_shards, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_shards, run, "--epochs", "3", "--lr", "0.2", "--recipe", "cosine", "--warmup-epochs", "0")
+    assert result.stdout.strip().splitlines()[-1].startswith("FPS ")
+    assert float(result.stdout.strip().splitlines()[-1].split()[1]) > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "hrnet_w18_small_v1" and config["recipe"] == "cosine" and config["epochs"] == 3
+    records = metrics(run)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2] and all("acc1" in r for r in epochs)
+    train_losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert train_losses[-1] < train_losses[0]   # a learnable dataset: the loss falls
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)
+        assert ckpt["model_name"] == "hrnet_w18_small_v1" and len(ckpt["classes"]) == 10
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_o2_run_keeps_fp32_weights_in_its_checkpoint(tiny_shards, tmp_path):
+    run = tmp_path / "o2"
+    result = train(tiny_shards, run, "--precision", "o2", "--stop-step", "4", "--epochs", "5")
+    assert "FPS" in result.stdout
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["precision"]["name"] == "o2"
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def start_training(shards: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out), *TINY, *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_kill_9_and_resume_ends_with_the_same_weights(tiny_shards, tmp_path):
+    args = ("--epochs", "3", "--seed", "7", "--precision", "fp32")
+    train(tiny_shards, tmp_path / "straight", *args)
+
+    run = tmp_path / "killed"
+    proc = start_training(tiny_shards, run, *args)
+    last = run / "checkpoints" / "last.pt"
+    wait_for(lambda: last.exists() or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(last, weights_only=True)["epoch"] < 3   # it really was cut short
+    train(tiny_shards, run, *args, "--resume", "auto")
+    a, b = weights(tmp_path / "straight" / "checkpoints" / "last.pt"), weights(last)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_and_exits_zero(tiny_shards, tmp_path):
+    run = tmp_path / "term"
+    proc = start_training(tiny_shards, run, "--epochs", "50")
+    wait_for(lambda: (run / "metrics.jsonl").exists())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] >= 5 and ckpt["epoch"] < 50
+
+
+def test_divergence_aborts_with_a_clear_message(tiny_shards, tmp_path):
+    result = train(tiny_shards, tmp_path / "nan", "--lr", "1e30", "--max-bad-steps", "3", "--epochs", "2",
+                   check=False)
+    assert result.returncode != 0
+    assert "non-finite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_processes_under_torchrun(tiny_shards, tmp_path):
+    run = tmp_path / "ddp"
+    result = run_cli("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29561",
+                     "-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(run), *TINY,
+                     "--epochs", "1")
+    assert "FPS" in result.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2 and config["global_batch"] == 16
+    epoch = [r for r in metrics(run) if r["kind"] == "epoch"][0]
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    assert epoch["val_images"] == manifest["splits"]["val"]["num_samples"]
+
+
+def test_bad_shard_directory_is_one_line(tmp_path):
+    result = train(tmp_path / "nowhere", tmp_path / "run", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "pack" in result.stderr
