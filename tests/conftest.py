@@ -32,8 +32,8 @@ def digits_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_shards(digits_tree, tmp_path_factory) -> Path:
-    """20 train images per digit (200) in 8 shards of 25; 7 val images per digit (70) in 3 shards."""
+    """At most 20 images per digit and split: 200 train in 8 shards of 25, 200 val in 8 shards."""
     out = tmp_path_factory.mktemp("tiny_shards")
     run_cli("-m", "pack", "imagenet", str(digits_tree), "--out", str(out), "--per-class-limit", "20",
-            "--shard-size", "25", "--workers", "1")
+            "--shard-size", "25", "--workers", "1", "--synset-names", str(digits_tree / "synset_names.txt"))
     return out

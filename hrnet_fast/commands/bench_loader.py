@@ -1,0 +1,66 @@
+"""`hrnet-fast bench loader`: images/s the shard loader delivers to the main process (CPU side)."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from typing import Callable, Iterable, Iterator, Optional
+
+import click
+
+
+def endless(epoch_batches: Callable[[int], Iterable]) -> Iterator:
+    """Epoch after epoch, so a long benchmark does not stop at an epoch's end."""
+    for epoch in itertools.count():
+        yield from epoch_batches(epoch)
+
+
+def timed(batches: Iterator, warmup: int, count: int) -> float:
+    """Seconds for `count` batches after `warmup` untimed ones (worker start-up, buffers filling)."""
+    for _ in range(warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(count):
+        next(batches)
+    return time.perf_counter() - start
+
+
+@click.command("loader")
+@click.option("--shards", default="./shards", show_default=True,
+              help="Packed directory, or a WebDataset URL / brace pattern (with --num-samples).")
+@click.option("--num-samples", type=int, help="Total samples behind a shard URL (not for directories).")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("--workers", type=int, default=min(8, os.cpu_count() or 1), show_default=True,
+              help="DataLoader worker processes.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batches", type=int, default=50, show_default=True, help="Timed batches.")
+@click.option("--warmup", type=int, help="Untimed batches first [2 per worker].")
+@click.option("--image-size", type=int, default=224, show_default=True)
+@click.option("--shuffle-buffer", type=int, default=4096, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: int, batch_size: int,
+                 batches: int, warmup: Optional[int], image_size: int, shuffle_buffer: int,
+                 as_json: bool) -> None:
+    """Iterate the train (or val) loader and print images/s, in total and per worker."""
+    from hrnet_fast.data import TrainLoader, ValLoader, open_source
+
+    source = open_source(shards, split, num_samples)
+    warmup = 2 * max(workers, 1) if warmup is None else warmup
+    if split == "train":
+        loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
+        stream, extra = endless(loader.epoch_iter), {"dropped_per_epoch": loader.dropped_per_epoch}
+    else:
+        loader = ValLoader(source, batch_size, image_size, num_workers=workers)
+        stream, extra = endless(lambda _: loader), {}
+    seconds = timed(stream, warmup, batches)
+    rate = batches * batch_size / seconds
+    stats = loader.stats
+    click.echo(f"{split} loader, {workers} workers, batch {batch_size}, {image_size}px: {rate:.1f} images/s "
+               f"({rate / max(workers, 1):.1f} per worker) over {batches} batches in {seconds:.2f} s; "
+               f"corrupt {stats.corrupt}, lost {stats.lost}, repeated {stats.repeated}")
+    if as_json:
+        click.echo(json.dumps({"split": split, "workers": workers, "batch_size": batch_size,
+                               "image_size": image_size, "batches": batches, "seconds": round(seconds, 3),
+                               "images_per_s": round(rate, 2),
+                               "images_per_s_per_worker": round(rate / max(workers, 1), 2), **extra}))

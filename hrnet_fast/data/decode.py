@@ -1,0 +1,169 @@
+"""Image bytes → uint8 HWC crops: RandomResizedCrop + flip for training, Resize + CenterCrop for eval.
+
+Why not torchvision transforms: they decode the whole image at full size, copy the crop out and
+then resize it. Here the crop box is chosen from the size in the JPEG header, libjpeg-turbo
+decodes at 1/2, 1/4 or 1/8 scale in the DCT domain whenever the box still spans the output size at
+that scale, and only the box is resampled (`Image.resize(box=)`, bilinear with antialiasing, like
+torchvision's PIL path). JPEGs go through `simplejpeg` when it is installed (less per-image
+overhead than PIL's incremental decoder: +13 % on 500×375, +23 % on 256-short-side images on the
+2-core dev box; table in the package docstring), else through PIL's `draft`; other formats (PNG,
+CMYK JPEG …) through PIL.
+The crop parameters follow torchvision's algorithms exactly, so the augmentation matches the
+reference recipe.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Optional, Protocol, Union
+
+import numpy as np
+from PIL import Image
+
+try:
+    import simplejpeg
+except ImportError:  # optional: PIL's decoder gives the same pixels, a little slower
+    simplejpeg = None
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom in source pixels
+
+
+class RandomSource(Protocol):
+    """What the crop draws from: an np.random.Generator, or the stream's pre-drawn uniforms."""
+
+    def random(self) -> float: ...
+
+    def uniform(self, low: float, high: float) -> float: ...
+
+    def integers(self, low: int, high: int) -> int: ...
+
+
+TRAIN_SCALE = (0.08, 1.0)
+TRAIN_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_DCT_SCALES = (8, 4, 2)
+_TURBO_COLORSPACES = ("YCbCr", "Gray")  # what simplejpeg turns into correct RGB
+_RESIZE_THEN_CONVERT = ("RGB", "RGBX", "L")  # resampled as they are; other modes become RGB first
+
+
+def random_resized_crop_box(width: int, height: int, rng: RandomSource,
+                            scale: tuple[float, float] = TRAIN_SCALE,
+                            ratio: tuple[float, float] = TRAIN_RATIO) -> tuple[int, int, int, int]:
+    """(left, top, crop_width, crop_height) by torchvision's RandomResizedCrop.get_params.
+
+    Ten tries at a random area fraction and log-uniform aspect ratio; after that, the largest
+    central crop within the ratio bounds. Drawn from `rng`, never from global random state, so a
+    sample's crop depends only on the seed it was given.
+    """
+    area = width * height
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, w, h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def center_crop_box(width: int, height: int, image_size: int, crop_ratio: float) -> Box:
+    """The source box that Resize(round(S / crop_ratio)) + CenterCrop(S) keeps, in source pixels.
+
+    Follows torchvision: the short side becomes `resize`, the long side `int(resize * long / short)`
+    (truncated), and the crop offset is `round((resized - S) / 2)`.
+    """
+    resize = int(round(image_size / crop_ratio))
+    if resize < image_size:
+        raise ValueError(f"crop_ratio {crop_ratio} must be at most 1")
+    if width <= height:
+        new_w, new_h = resize, int(resize * height / width)
+    else:
+        new_w, new_h = int(resize * width / height), resize
+    left = int(round((new_w - image_size) / 2.0))
+    top = int(round((new_h - image_size) / 2.0))
+    sx, sy = width / new_w, height / new_h
+    return left * sx, top * sy, (left + image_size) * sx, (top + image_size) * sy
+
+
+def dct_scale(box: Box, out_size: int) -> int:
+    """The largest JPEG DCT scale (8, 4, 2 or 1) at which `box` still spans `out_size` each way."""
+    span = min(box[2] - box[0], box[3] - box[1])
+    return next((s for s in _DCT_SCALES if span >= s * out_size), 1)
+
+
+class EncodedImage:
+    """Image bytes with the size read from the header and the pixels not decoded yet."""
+
+    def __init__(self, data: Union[bytes, Image.Image]) -> None:
+        self._data: Optional[bytes] = None
+        self._pil: Optional[Image.Image] = None
+        if isinstance(data, Image.Image):
+            self._pil = data
+        elif simplejpeg is not None and data[:2] == b"\xff\xd8":
+            try:
+                height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+            except ValueError:
+                colorspace = None
+            if colorspace in _TURBO_COLORSPACES:
+                self._data, self.width, self.height = data, width, height
+        if self._data is None:
+            self._pil = self._pil or Image.open(io.BytesIO(data))
+            self.width, self.height = self._pil.size
+
+    def crop_resized(self, box: Box, out_size: int, flip: bool = False) -> np.ndarray:
+        """`box` resampled to out_size², bilinear with antialiasing, as uint8 RGB HWC.
+
+        `flip` mirrors left-right in PIL: ten times cheaper than copying a negative-stride view.
+        """
+        scale = dct_scale(box, out_size)
+        if self._data is not None:
+            # RGBX: PIL's own pixel layout, so the decoded buffer is wrapped, not copied.
+            pixels = simplejpeg.decode_jpeg(self._data, colorspace="RGBX",
+                                            min_width=-(-self.width // scale),
+                                            min_height=-(-self.height // scale))
+            img = Image.frombuffer("RGBX", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGBX", 0, 1)
+        else:
+            img = self._pil
+            if scale > 1 and img.format == "JPEG":
+                drafted = img.draft("RGB", (img.width // scale, img.height // scale))
+                scale = self.width / drafted[1][2] if drafted else 1
+            else:
+                scale = 1
+            if img.mode not in _RESIZE_THEN_CONVERT:
+                img = img.convert("RGB")
+        box = tuple(v / scale for v in box)
+        out = img.resize((out_size, out_size), Image.BILINEAR, box=box)
+        if out.mode != "RGB":
+            out = out.convert("RGB")
+        return np.asarray(out.transpose(Image.FLIP_LEFT_RIGHT) if flip else out)
+
+
+def decode_train_image(data: bytes, image_size: int, rng: RandomSource,
+                       scale: tuple[float, float] = TRAIN_SCALE,
+                       ratio: tuple[float, float] = TRAIN_RATIO) -> np.ndarray:
+    """RandomResizedCrop(image_size, scale, ratio) + RandomHorizontalFlip(0.5) → uint8 HWC."""
+    img = EncodedImage(data)
+    left, top, w, h = random_resized_crop_box(img.width, img.height, rng, scale, ratio)
+    flip = bool(rng.random() < 0.5)
+    return img.crop_resized((left, top, left + w, top + h), image_size, flip)
+
+
+def decode_val_image(data: Union[bytes, Image.Image], image_size: int,
+                     crop_ratio: float = 0.875) -> np.ndarray:
+    """Resize(round(image_size / crop_ratio)) + CenterCrop(image_size), bilinear → uint8 HWC.
+
+    The eval transform, shared by the val loader and `hrnet-fast predict`. Only the kept box is
+    resampled, which matches resize-then-crop; JPEGs at least twice the resize target are decoded
+    at a DCT scale first, which moves pixels by about one grey level on average.
+    """
+    img = EncodedImage(data)
+    return img.crop_resized(center_crop_box(img.width, img.height, image_size, crop_ratio), image_size)

@@ -1,0 +1,135 @@
+"""TrainLoader / ValLoader: one rank's view of a split, as a torch DataLoader over our streams.
+
+This is the main-process side: it plans the epoch, starts the DataLoader, adds up the faults
+each batch reports and stops the run with a UserError once they pass `max_bad_fraction`, so
+damaged data is never a hang and never a silent shortfall.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from hrnet_fast.data.plan import TrainPlan, train_plan, val_segments
+from hrnet_fast.data.reader import Faults
+from hrnet_fast.data.source import ShardSource
+from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
+from hrnet_fast.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num_workers: int) -> None:
+    """Arguments a flag or a launcher got wrong, as UserErrors before any worker starts."""
+    if batch_size < 1 or image_size < 1:
+        raise UserError(f"batch size ({batch_size}) and image size ({image_size}) must be at least 1")
+    if num_workers < 0:
+        raise UserError(f"--workers {num_workers}: use 0 (load in the main process) or more")
+    if not 0 <= rank < world_size:
+        raise UserError(f"rank {rank} is outside world size {world_size}: check the launcher's RANK/WORLD_SIZE")
+
+
+def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool,
+                   prefetch_factor: int) -> Iterator[WorkerBatch]:
+    """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch)."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                        prefetch_factor=prefetch_factor if num_workers else None)
+    for fields, faults, fatal in loader:
+        yield WorkerBatch(tuple(fields), faults, fatal)
+
+
+def checked(batches: Iterator[WorkerBatch], stats: Faults, limit: float, what: str) -> Iterator[tuple]:
+    """The batch fields, after adding each batch's faults to `stats` and enforcing `limit`."""
+    for fields, faults, fatal in batches:
+        stats.add(faults)
+        if fatal:
+            raise UserError(fatal)
+        if stats.total() > limit:
+            raise UserError(f"{what}: {stats.corrupt} corrupt, {stats.lost} lost (shards: "
+                            f"{', '.join(stats.bad_shards) or 'none'}) and {stats.repeated} repeated samples "
+                            f"exceed the limit of {int(limit)}: run `python -m pack verify DIR` and re-pack, "
+                            "or raise max_bad_fraction")
+        yield fields
+
+
+class TrainLoader:
+    """Training batches for one rank: `epoch_iter(epoch)` yields exactly `batches_per_epoch` of
+    (images uint8 [B, S, S, 3], labels int64 [B]) — plus keys (list[str]) with `with_keys`."""
+
+    def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
+                 pin_memory: bool = False, prefetch_factor: int = 4, max_bad_fraction: float = 0.01,
+                 with_keys: bool = False) -> None:
+        check_args(batch_size, image_size, rank, world_size, num_workers)
+        self.source, self.batch_size, self.image_size = source, batch_size, image_size
+        self.rank, self.world_size, self.num_workers, self.seed = rank, world_size, num_workers, seed
+        self.shuffle_buffer, self.pin_memory, self.prefetch_factor = max(1, shuffle_buffer), pin_memory, prefetch_factor
+        self.max_bad_fraction, self.with_keys = max_bad_fraction, with_keys
+        self.readers = max(num_workers, 1)  # num_workers=0: the main process is the one reader
+        first = self.plan(0)
+        self.batches_per_worker = first.batches_per_worker
+        self.batches_per_epoch = first.batches_per_worker * self.readers
+        self.dropped_per_epoch = first.dropped
+        self.stats = Faults()
+        log.info("train: %d samples in %d shards, %d readers × %d ranks, %d batches of %d per rank per "
+                 "epoch, %d samples dropped per epoch", source.num_samples, len(source.urls), self.readers,
+                 world_size, self.batches_per_epoch, batch_size, self.dropped_per_epoch)
+
+    def plan(self, epoch: int) -> TrainPlan:
+        """The epoch's shard assignment for all ranks (identical on every rank)."""
+        return train_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.readers,
+                          self.batch_size)
+
+    def epoch_iter(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple]:
+        """This rank's batches of `epoch` from batch `skip_batches` on (to resume mid-epoch).
+
+        Skipped batches are dropped as compressed samples, never decoded. `stats` restarts at
+        zero and holds the epoch's faults so far.
+        """
+        if not 0 <= skip_batches <= self.batches_per_epoch:
+            raise UserError(f"cannot skip {skip_batches} batches of an epoch of {self.batches_per_epoch}")
+        plan = self.plan(epoch)
+        stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
+                             self.batch_size, self.image_size, self.shuffle_buffer, skip_batches, self.with_keys)
+        self.stats = Faults()
+        limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
+        batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor)
+        return checked(batches, self.stats, limit, f"train epoch {epoch}, rank {self.rank}")
+
+
+class ValLoader:
+    """Eval batches for one rank: (images uint8 [B, S, S, 3], labels int64 [B], mask bool [B],
+    keys list[str]); every sample appears once over all ranks, padding has mask False and key ""."""
+
+    def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 2, crop_ratio: float = 0.875,
+                 pin_memory: bool = False, prefetch_factor: int = 2, max_bad_fraction: float = 0.01) -> None:
+        check_args(batch_size, image_size, rank, world_size, num_workers)
+        if not 0 < crop_ratio <= 1:
+            raise UserError(f"crop ratio {crop_ratio} must be in (0, 1]: 0.875 resizes 224 crops from 256")
+        self.source, self.batch_size, self.image_size, self.crop_ratio = source, batch_size, image_size, crop_ratio
+        self.rank, self.num_workers, self.pin_memory = rank, num_workers, pin_memory
+        self.prefetch_factor, self.max_bad_fraction = prefetch_factor, max_bad_fraction
+        readers = max(num_workers, 1)
+        self.segments = val_segments(source.shard_sizes, source.exact, world_size * readers)
+        counts = [sum(stop - start for _, start, stop in part) for part in self.segments]
+        # The same count on every worker of every rank, so ranks run the same number of eval steps.
+        self.batches_per_worker = max(1, max(math.ceil(c / batch_size) for c in counts))
+        self.batches = self.batches_per_worker * readers
+        self.num_samples = sum(counts[rank * readers:(rank + 1) * readers])
+        self.stats = Faults()
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]]:
+        stream = ValStream(self.source, self.segments, self.batches_per_worker, self.rank,
+                           self.batch_size, self.image_size, self.crop_ratio)
+        self.stats = Faults()
+        batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor)
+        return checked(batches, self.stats, self.max_bad_fraction * max(self.num_samples, 1),
+                       f"{self.source.split} on rank {self.rank}")
+

@@ -1,0 +1,202 @@
+"""Tar shard → compressed samples (key, image bytes, label), with damage counted instead of raised.
+
+Why a reader of our own instead of webdataset's pipeline or tarfile: the loader needs exact
+per-shard sample positions (for val ranges and resuming), must keep going past a damaged shard
+while accounting for every sample it could not deliver (so the caller can stop at a threshold
+instead of training on a silent shortfall), and tarfile's per-member cost (~0.1 ms per sample)
+is a tenth of a core's budget for a 256-px image.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from typing import IO, Iterator, NamedTuple, Optional
+
+# Field extensions (lower-case, after the key's first dot) that webdataset writers commonly use.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
+LABEL_EXTENSIONS = ("cls", "class", "label", "target")
+
+
+class RawSample(NamedTuple):
+    key: str
+    image: bytes  # still encoded: decoding waits until after the shuffle buffer
+    label: int
+
+
+@dataclass
+class Faults:
+    """What a worker could not deliver; sent with each batch as the change since the last one."""
+
+    corrupt: int = 0  # samples skipped: undecodable image, missing or bad label
+    lost: int = 0  # samples in missing or damaged shards (by the manifest's or estimated count)
+    repeated: int = 0  # earlier samples reused so a worker still fills its batches
+    bad_shards: list[str] = field(default_factory=list)
+
+    def total(self) -> int:
+        return self.corrupt + self.lost + self.repeated
+
+    def add(self, other: "Faults") -> None:
+        self.corrupt += other.corrupt
+        self.lost += other.lost
+        self.repeated += other.repeated
+        self.bad_shards.extend(other.bad_shards)
+
+    def take(self) -> "Faults":
+        """The counts so far, resetting this object (for per-batch deltas)."""
+        delta = Faults(self.corrupt, self.lost, self.repeated, self.bad_shards)
+        self.corrupt = self.lost = self.repeated = 0
+        self.bad_shards = []
+        return delta
+
+
+def warn(message: str) -> None:
+    """Straight to stderr, whatever logging is configured in the worker process."""
+    print(f"hrnet-fast data: WARNING {message}", file=sys.stderr, flush=True)
+
+
+def open_url(url: str) -> IO[bytes]:
+    """A binary stream: local paths directly, anything else (pipe:, http:, s3: …) via webdataset;
+    `.tar.gz` / `.tgz` shards decompressed on the fly."""
+    if "://" not in url and not url.startswith("pipe:"):
+        stream = open(url, "rb", buffering=1 << 20)
+    else:
+        from webdataset.gopen import gopen  # costs a second to import; only foreign URLs need it
+
+        stream = gopen(url, "rb")
+    return gzip.GzipFile(fileobj=stream) if url.endswith((".gz", ".tgz")) else stream
+
+
+def split_name(member: str) -> tuple[str, str]:
+    """webdataset's convention: key = path up to the first dot of the file name, ext = the rest."""
+    directory, base = os.path.split(member)
+    stem, _, ext = base.partition(".")
+    return os.path.join(directory, stem) if directory else stem, ext.lower()
+
+
+def tar_files(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of each regular file in a tar stream, in order.
+
+    A minimal reader (ustar, GNU long names, pax `path`/`size`) at a tenth of tarfile's
+    per-member cost, which matters at thousands of samples per second per core. Bad header
+    checksums and short reads raise, so damage is reported, never misread.
+    """
+    read = stream.read
+    pending: dict[str, str] = {}  # overrides for the next member from a pax or GNU long-name entry
+    while True:
+        header = read(512)
+        if header == _ZERO_BLOCK:
+            return
+        if len(header) < 512:
+            raise EOFError("tar ends without its end-of-archive block: cut short")
+        if sum(header[:148]) + 256 + sum(header[156:]) != _octal(header[148:156]):
+            raise tarfile.HeaderError("bad tar header checksum")
+        size = int(pending.get("size", _octal(header[124:136])))
+        data = read(size)
+        if len(data) < size or len(read(-size % 512)) < -size % 512:
+            raise EOFError(f"tar member cut short ({len(data)} of {size} bytes)")
+        kind = header[156:157]
+        if kind == b"x":
+            pending.update(_pax_records(data))
+        elif kind == b"L":
+            pending["path"] = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        elif kind in _FILE_TYPES:
+            yield pending.get("path") or _ustar_name(header), data
+            pending = {}
+        elif kind != b"g":  # directories, links …: nothing to read; a global pax header: ignored
+            pending = {}
+
+
+_ZERO_BLOCK = bytes(512)
+_FILE_TYPES = (b"0", b"\0", b"7")
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] == b"\x80":  # GNU base-256 for values too large for octal
+        return int.from_bytes(field[1:], "big")
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        raise tarfile.HeaderError(f"bad number in tar header: {field!r}") from None
+
+
+def _ustar_name(header: bytes) -> str:
+    name = header[:100].split(b"\0", 1)[0]
+    prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+    return (prefix + b"/" + name if prefix else name).decode("utf-8", "replace")
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """The `path` and `size` records of a pax extended header ("LEN key=value\\n" each)."""
+    records: dict[str, str] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            length = int(data[pos:space])
+            key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+            if key in (b"path", b"size"):
+                records[key.decode()] = value.decode("utf-8", "replace")
+            pos += length
+    except ValueError:
+        raise tarfile.HeaderError("bad pax header") from None
+    return records
+
+
+def grouped_members(stream: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) for consecutive tar members that share a key."""
+    key: Optional[str] = None
+    fields: dict[str, bytes] = {}
+    for name, data in tar_files(stream):
+        member_key, ext = split_name(name)
+        if member_key != key:
+            if key is not None:
+                yield key, fields
+            key, fields = member_key, {}
+        fields[ext] = data
+    if key is not None:
+        yield key, fields
+
+
+def to_sample(key: str, fields: dict[str, bytes]) -> Optional[RawSample]:
+    """The sample, or None when its image or an integer label is missing."""
+    image = next((fields[e] for e in IMAGE_EXTENSIONS if e in fields), None)
+    label = next((fields[e] for e in LABEL_EXTENSIONS if e in fields), None)
+    if image is None or label is None:
+        return None
+    try:
+        return RawSample(key, image, int(label.decode("ascii").strip()))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def read_shard(url: str, expected: int, faults: Faults, start: int = 0,
+               stop: Optional[int] = None) -> Iterator[RawSample]:
+    """Samples at positions [start, stop) of one shard; damage is warned about and counted.
+
+    A position is a sample group in the tar, readable or not, so positions match the manifest's
+    per-shard counts. A shard that cannot be opened or breaks off counts its undelivered
+    positions (by `expected`) as lost.
+    """
+    stop = expected if stop is None else stop
+    position = 0
+    try:
+        with open_url(url) as stream:
+            for key, fields in grouped_members(stream):
+                if position >= stop:
+                    break
+                if position >= start:
+                    sample = to_sample(key, fields)
+                    if sample is None:
+                        faults.corrupt += 1
+                    else:
+                        yield sample
+                position += 1
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        delivered = max(min(position, stop) - start, 0)
+        faults.lost += max(stop - start - delivered, 0)
+        faults.bad_shards.append(os.path.basename(url))
+        warn(f"shard {url} unreadable after {position} samples ({exc}); skipped the rest of it")

@@ -1,0 +1,240 @@
+"""What one DataLoader worker does: read its shards, shuffle compressed samples, decode, batch.
+
+Batches are built inside the worker as uint8 NHWC tensors, so the main process and the device
+copy see one contiguous block per batch and no per-sample work. Every batch carries the worker's
+`Faults` since its previous batch: workers are separate processes, and this is how the main
+process learns about skipped samples and shards without a side channel.
+
+Randomness is keyed, never sequential across workers: the shuffle buffer draws from
+(seed, epoch, global worker), and each sample's crop and flip from (seed, epoch, global worker,
+position), where position counts samples leaving the shuffle buffer. So a stream depends only on
+(seed, epoch), not on timing, and resuming can skip samples before decoding them.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from hrnet_fast.data.decode import decode_train_image, decode_val_image
+from hrnet_fast.data.plan import epoch_rng, skipped_batches
+from hrnet_fast.data.reader import Faults, RawSample, read_shard, warn
+from hrnet_fast.data.source import ShardSource
+
+T = TypeVar("T")
+
+SHUFFLE_STREAM, CROP_STREAM = 0, 1  # sub-stream ids for epoch_rng
+
+
+class WorkerBatch(NamedTuple):
+    """A worker's output: the batch fields, its faults since the last batch, a fatal message."""
+
+    fields: tuple
+    faults: Faults
+    fatal: Optional[str] = None
+
+
+def worker_slot() -> tuple[int, int]:
+    """(this DataLoader worker's id, number of workers); (0, 1) in the main process."""
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class Draws:
+    """One sample's pre-drawn uniforms, behind the few Generator methods the crop calls.
+
+    Building a seeded Generator per sample costs more than reading the sample from the tar, so
+    uniforms are drawn in bulk per block of positions and handed out row by row.
+    """
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = iter(values.tolist())
+
+    def random(self) -> float:
+        return next(self._values)
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.random()
+
+    def integers(self, low: int, high: int) -> int:
+        return low + min(int(self.random() * (high - low)), high - low - 1)
+
+
+class PositionDraws:
+    """`Draws` for a position in a worker's sample stream, keyed by (seed, epoch, worker, position)."""
+
+    BLOCK, PER_SAMPLE = 256, 24  # a crop uses at most 10 × 2 + 2 uniforms, the flip one more
+
+    def __init__(self, seed: int, epoch: int, global_worker: int) -> None:
+        self.key = (seed, epoch, global_worker, CROP_STREAM)
+        self.block, self.table = -1, np.empty(0)
+
+    def at(self, position: int) -> Draws:
+        block, row = divmod(position, self.BLOCK)
+        if block != self.block:
+            self.block = block
+            self.table = epoch_rng(*self.key, block).random((self.BLOCK, self.PER_SAMPLE))
+        return Draws(self.table[row])
+
+
+def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterator[T]:
+    """A shuffle buffer of `size` items that starts emitting at size // 8 and grows to full.
+
+    Emitting one item per two read while growing keeps the first batch quick without losing
+    the buffer's reach later.
+    """
+    buffer: list[T] = []
+    start = max(1, size // 8)
+    for n, item in enumerate(items):
+        buffer.append(item)
+        if len(buffer) < start or (len(buffer) < size and n % 2):
+            continue
+        j = int(rng.integers(len(buffer)))
+        buffer[j], buffer[-1] = buffer[-1], buffer[j]
+        yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def decoded(sample: RawSample, decode: Callable[[bytes], np.ndarray], faults: Faults,
+            num_classes: Optional[int]) -> Optional[np.ndarray]:
+    """The decoded image, or None, counted as corrupt, for undecodable bytes or a bad label.
+
+    A label outside the class range would crash the loss on the device, so it is caught here.
+    """
+    if sample.label < 0 or (num_classes is not None and sample.label >= num_classes):
+        faults.corrupt += 1
+        warn(f"sample {sample.key} has label {sample.label}, outside 0..{num_classes}; skipped")
+        return None
+    try:
+        return decode(sample.image)
+    except Exception as exc:  # whatever the decoder raises, the sample is corrupt
+        faults.corrupt += 1
+        warn(f"sample {sample.key} undecodable ({exc}); skipped")
+        return None
+
+
+class TrainStream(IterableDataset):
+    """One rank's training batches for one epoch, as the DataLoader's workers produce them."""
+
+    def __init__(self, source: ShardSource, shards: list[list[int]], batches: int, epoch: int,
+                 seed: int, rank: int, batch_size: int, image_size: int, shuffle_buffer: int,
+                 skip_batches: int = 0, with_keys: bool = False) -> None:
+        self.source, self.shards, self.batches, self.epoch, self.seed = source, shards, batches, epoch, seed
+        self.rank, self.batch_size, self.image_size = rank, batch_size, image_size
+        self.shuffle_buffer, self.skip_batches, self.with_keys = shuffle_buffer, skip_batches, with_keys
+        self.num_classes = len(source.classes) if source.classes else None
+
+    def __iter__(self) -> Iterator[WorkerBatch]:
+        worker, workers = worker_slot()
+        # The DataLoader asks workers 0, 1, … in turn; after skipping k batches the next one is
+        # logical worker k % workers's, so DataLoader worker w plays logical worker (w + k) % workers.
+        logical = (worker + self.skip_batches) % workers
+        global_worker = self.rank * workers + logical
+        skip = skipped_batches(self.skip_batches, logical, workers)
+        return self.batches_of(global_worker, skip)
+
+    def samples(self, global_worker: int, faults: Faults) -> Iterator[RawSample]:
+        src = self.source
+        raw = (s for shard in self.shards[global_worker]
+               for s in read_shard(src.urls[shard], src.shard_sizes[shard], faults))
+        return shuffled(raw, self.shuffle_buffer, epoch_rng(self.seed, self.epoch, global_worker, SHUFFLE_STREAM))
+
+    def batches_of(self, global_worker: int, skip: int) -> Iterator[WorkerBatch]:
+        """Exactly `batches - skip` full batches, decoding nothing of the first `skip`."""
+        faults = Faults()
+        size, bs = self.image_size, self.batch_size
+        recent: collections.deque[RawSample] = collections.deque(maxlen=bs)
+        stream = refilled(self.samples(global_worker, faults), recent, faults)
+        numbered = enumerate(itertools.islice(stream, skip * bs, None), skip * bs)
+        draws = PositionDraws(self.seed, self.epoch, global_worker)
+        for _ in range(skip, self.batches):
+            images = np.empty((bs, size, size, 3), np.uint8)
+            labels = np.empty(bs, np.int64)
+            keys: list[str] = []
+            while len(keys) < bs:
+                position, sample = next(numbered, (None, None))
+                if sample is None:
+                    yield WorkerBatch((), faults.take(), f"train reader {global_worker} has no readable "
+                                      "samples left: check the shards with `python -m pack verify DIR`")
+                    return
+                rng = draws.at(position)
+                pixels = decoded(sample, lambda data: decode_train_image(data, size, rng), faults,
+                                 self.num_classes)
+                if pixels is None:
+                    continue
+                images[len(keys)] = pixels
+                labels[len(keys)] = sample.label
+                keys.append(sample.key)
+                recent.append(sample)
+            fields = (torch.from_numpy(images), torch.from_numpy(labels))
+            yield WorkerBatch(fields + (keys,) if self.with_keys else fields, faults.take())
+
+
+def refilled(samples: Iterator[RawSample], recent: collections.deque, faults: Faults) -> Iterator[RawSample]:
+    """`samples`, then (if skips left the worker short) its recent good samples again, counted.
+
+    Repeating a few samples keeps every worker's batch count equal, so no rank waits forever in
+    a collective; the count goes to the caller, which aborts past its threshold.
+    """
+    yield from samples
+    pool = list(recent)
+    for sample in itertools.cycle(pool):
+        faults.repeated += 1
+        yield sample
+
+
+class ValStream(IterableDataset):
+    """One rank's eval batches: each sample once, the tail padded and masked to the batch shape."""
+
+    def __init__(self, source: ShardSource, segments: list[list[tuple[int, int, int]]], batches: int,
+                 rank: int, batch_size: int, image_size: int, crop_ratio: float) -> None:
+        self.source, self.segments, self.batches, self.rank = source, segments, batches, rank
+        self.batch_size, self.image_size, self.crop_ratio = batch_size, image_size, crop_ratio
+        self.num_classes = len(source.classes) if source.classes else None
+
+    def __iter__(self) -> Iterator[WorkerBatch]:
+        worker, workers = worker_slot()
+        return self.batches_of(self.rank * workers + worker)
+
+    def batches_of(self, global_worker: int) -> Iterator[WorkerBatch]:
+        """At least `batches` batches (fully masked ones pad a short worker), more only if the
+        shards hold more samples than their estimated counts (foreign shards)."""
+        faults = Faults()
+        src = self.source
+        samples = (s for shard, start, stop in self.segments[global_worker]
+                   for s in read_shard(src.urls[shard], src.shard_sizes[shard], faults, start, stop))
+        produced = 0
+        while True:
+            fields, valid = self.fill(samples, faults)
+            if valid == 0 and produced >= self.batches:
+                break
+            produced += 1
+            yield WorkerBatch(fields, faults.take())
+        if produced > self.batches:
+            warn(f"val reader {global_worker} had {produced} batches, {self.batches} planned: --num-samples "
+                 "is below the shards' real count, so ranks may run unequal eval steps")
+
+    def fill(self, samples: Iterator[RawSample], faults: Faults) -> tuple[tuple, int]:
+        """(images, labels, mask, keys) with up to batch_size valid samples; padding is zeros / ""."""
+        bs, size = self.batch_size, self.image_size
+        images = np.zeros((bs, size, size, 3), np.uint8)
+        labels = np.zeros(bs, np.int64)
+        mask = np.zeros(bs, np.bool_)
+        keys = [""] * bs
+        n = 0
+        for sample in samples:
+            pixels = decoded(sample, lambda data: decode_val_image(data, size, self.crop_ratio), faults,
+                             self.num_classes)
+            if pixels is None:
+                continue
+            images[n] = pixels
+            labels[n], mask[n], keys[n] = sample.label, True, sample.key
+            n += 1
+            if n == bs:
+                break
+        return (torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(mask), keys), n

@@ -1,0 +1,293 @@
+"""The streaming shard loader: rank × worker splits, determinism, resume, val coverage, faults."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, decode_val_image, open_source
+from hrnet_fast.data.decode import center_crop_box, decode_train_image, random_resized_crop_box
+from hrnet_fast.data.plan import deal, skipped_batches, val_segments
+from hrnet_fast.data.reader import Faults, read_shard
+from hrnet_fast.device import Device
+from hrnet_fast.errors import UserError
+from imagegen import encode, photo_like
+from shardgen import make_shards
+
+NUM_CLASSES = 4
+TRAIN = 115  # 12 shards of 10, the last one 5: unequal loads over 4 readers
+VAL = 23  # not divisible by ranks × workers × batch
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return make_shards(tmp_path_factory.mktemp("shards"), train=TRAIN, val=VAL, shard_size=10,
+                       num_classes=NUM_CLASSES, val_shard_size=8)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    return encode(image, quality=90)
+
+
+def train_loader(shards: Path, rank: int = 0, world_size: int = 2, num_workers: int = 2, seed: int = 0,
+                 **kw) -> TrainLoader:
+    return TrainLoader(open_source(str(shards)), batch_size=4, image_size=32, rank=rank, world_size=world_size,
+                       num_workers=num_workers, seed=seed, shuffle_buffer=16, with_keys=True, **kw)
+
+
+def label_of(key: str) -> int:
+    return int(key.rsplit("_", 1)[1]) % NUM_CLASSES
+
+
+def test_two_ranks_disjoint_equal_and_complete(shards):
+    loaders = [train_loader(shards, rank) for rank in (0, 1)]
+    plan = loaders[0].plan(0)
+    assert plan == loaders[1].plan(0)
+    assert loaders[0].batches_per_epoch == loaders[1].batches_per_epoch == 12  # min load 25 → 6 × 2 workers
+    assert loaders[0].dropped_per_epoch == TRAIN - 12 * 4 * 2 == 19
+    source = open_source(str(shards))
+    seen: list[str] = []
+    for rank, loader in enumerate(loaders):
+        batches = list(loader.epoch_iter(0))
+        assert len(batches) == loader.batches_per_epoch
+        rank_shards = {source.names[s] for g in (2 * rank, 2 * rank + 1) for s in plan.shards[g]}
+        for images, labels, keys in batches:
+            assert images.dtype == torch.uint8 and images.shape == (4, 32, 32, 3)
+            assert labels.dtype == torch.int64 and labels.tolist() == [label_of(k) for k in keys]
+            assert all(f"train-{int(k[6:]) // 10:06d}.tar" in rank_shards for k in keys)
+            seen.extend(keys)
+    assert len(seen) == len(set(seen)) == TRAIN - loaders[0].dropped_per_epoch
+    assert {s for w in plan.shards for s in w} == set(range(12))
+
+
+def test_loads_and_steps_equal_every_epoch(shards):
+    loader = train_loader(shards)
+    plans = [loader.plan(epoch) for epoch in range(6)]
+    assert len({p.batches_per_worker for p in plans}) == 1 and len({p.dropped for p in plans}) == 1
+    assert len({tuple(map(tuple, p.shards)) for p in plans}) > 1  # the assignment itself changes
+    _, loads = deal([10] * 11 + [5], list(range(12)), 4)
+    assert sorted(loads) == [25, 30, 30, 30]
+
+
+def keys_and_pixels(batches) -> tuple[list[str], list[np.ndarray]]:
+    batches = list(batches)
+    return [k for *_, keys in batches for k in keys], [b[0].numpy() for b in batches]
+
+
+def test_order_changes_with_epoch_and_repeats_with_seed(shards):
+    keys0, pixels0 = keys_and_pixels(train_loader(shards).epoch_iter(0))
+    keys0_again, pixels0_again = keys_and_pixels(train_loader(shards).epoch_iter(0))
+    keys1, _ = keys_and_pixels(train_loader(shards).epoch_iter(1))
+    keys_seed, _ = keys_and_pixels(train_loader(shards, seed=1).epoch_iter(0))
+    assert keys0 == keys0_again and all(np.array_equal(a, b) for a, b in zip(pixels0, pixels0_again))
+    assert keys0 != keys1 and keys0 != keys_seed
+
+
+@pytest.mark.parametrize("num_workers, skip", [(2, 3), (0, 2)])
+def test_mid_epoch_skip_is_the_tail_of_the_epoch(shards, num_workers, skip):
+    full_keys, full_pixels = keys_and_pixels(train_loader(shards, num_workers=num_workers).epoch_iter(2))
+    loader = train_loader(shards, num_workers=num_workers)
+    tail_keys, tail_pixels = keys_and_pixels(loader.epoch_iter(2, skip_batches=skip))
+    assert len(full_pixels) == loader.batches_per_epoch and len(tail_pixels) == len(full_pixels) - skip
+    assert tail_keys == full_keys[skip * 4:]
+    assert all(np.array_equal(a, b) for a, b in zip(tail_pixels, full_pixels[skip:]))
+
+
+def test_skipped_batches_follow_round_robin():
+    for workers in (1, 2, 3):
+        for skip in range(10):
+            counts = [skipped_batches(skip, w, workers) for w in range(workers)]
+            assert counts == [sum(1 for i in range(skip) if i % workers == w) for w in range(workers)]
+
+
+def test_val_each_sample_once_padded_and_masked(shards):
+    source = open_source(str(shards), "val")
+    loaders = [ValLoader(source, batch_size=4, image_size=32, rank=r, world_size=2, num_workers=2) for r in (0, 1)]
+    assert loaders[0].batches == loaders[1].batches
+    keys: list[str] = []
+    for loader in loaders:
+        batches = list(loader)
+        assert len(batches) == loader.batches
+        for images, labels, mask, batch_keys in batches:
+            assert images.shape == (4, 32, 32, 3) and mask.dtype == torch.bool and len(batch_keys) == 4
+            for key, label, valid in zip(batch_keys, labels.tolist(), mask.tolist()):
+                assert valid == (key != "")
+                if valid:
+                    assert label == label_of(key)
+            keys.extend(k for k in batch_keys if k)
+    assert sorted(keys) == [f"val_{i:06d}" for i in range(VAL)]
+    assert sum(loader.num_samples for loader in loaders) == VAL
+
+
+def test_val_segments_cover_everything_once():
+    for exact in (True, False):
+        parts = val_segments([8, 8, 7], exact, 4)
+        covered = [(s, i) for part in parts for s, a, b in part for i in range(a, b)]
+        assert sorted(covered) == [(s, i) for s, n in enumerate([8, 8, 7]) for i in range(n)]
+
+
+def test_prefetcher_normalizes_to_channels_last(shards):
+    loader = ValLoader(open_source(str(shards), "val"), batch_size=4, image_size=32, num_workers=0)
+    raw = next(iter(loader))
+    mean, std = (120.0, 110.0, 100.0), (60.0, 50.0, 40.0)
+    for dtype in (torch.float32, torch.bfloat16):
+        x, labels, mask, keys = next(iter(DevicePrefetcher(loader, Device("cpu"), dtype, mean, std)))
+        assert x.dtype == dtype and x.shape == (4, 3, 32, 32)
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        expected = (raw[0].permute(0, 3, 1, 2).float() - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(
+            std).view(1, 3, 1, 1)
+        assert torch.allclose(x.float(), expected, atol=0.05 if dtype == torch.bfloat16 else 1e-5)
+        assert torch.equal(labels, raw[1]) and torch.equal(mask, raw[2]) and keys == raw[3]
+    assert len(DevicePrefetcher(loader, Device("cpu"))) == loader.batches
+
+
+def test_corrupt_sample_and_missing_shard_are_skipped_and_counted(tmp_path, capfd):
+    directory = make_shards(tmp_path, train=80, shard_size=10, num_classes=NUM_CLASSES,
+                            corrupt=[3], bad_label=[4])
+    (directory / "train-000005.tar").unlink()
+    loader = train_loader(directory, world_size=1, max_bad_fraction=0.5)
+    keys, _ = keys_and_pixels(loader.epoch_iter(0))
+    assert len(keys) == loader.batches_per_epoch * 4 == 80 - loader.dropped_per_epoch
+    assert loader.stats.corrupt == 2 and loader.stats.lost == 10 and loader.stats.bad_shards == ["train-000005.tar"]
+    assert {"train_000003", "train_000004"}.isdisjoint(keys) and not any(k.startswith("train_00005") for k in keys)
+    assert loader.stats.repeated > 0  # 12 samples missing, 0 to spare: the short reader repeats
+    assert len(set(keys)) == len(keys) - loader.stats.repeated
+    assert "train-000005.tar" in capfd.readouterr().err
+    with pytest.raises(UserError, match="pack verify"):
+        list(train_loader(directory, world_size=1, max_bad_fraction=0.01).epoch_iter(0))
+
+
+def test_cut_and_garbage_shards_count_their_lost_samples(tmp_path, capfd):
+    directory = make_shards(tmp_path, train=20, shard_size=10)
+    cut, garbage = directory / "train-000000.tar", directory / "train-000001.tar"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    garbage.write_bytes(b"not a tar file at all" * 100)
+    faults = Faults()
+    delivered = [s.key for url in (cut, garbage) for s in read_shard(str(url), 10, faults)]
+    assert 0 < len(delivered) < 10 and faults.lost == 20 - len(delivered) and faults.corrupt == 0
+    assert faults.bad_shards == [cut.name, garbage.name] and garbage.name in capfd.readouterr().err
+
+
+def test_too_few_shards_says_how_to_repack(tmp_path):
+    directory = make_shards(tmp_path, train=30, shard_size=10)
+    with pytest.raises(UserError, match="--shard-size"):
+        train_loader(directory, world_size=2, num_workers=2)
+    assert train_loader(directory, world_size=1, num_workers=0).batches_per_epoch == 7
+
+
+def test_source_errors(tmp_path, shards):
+    with pytest.raises(UserError, match="pack"):
+        open_source(str(tmp_path))  # a directory without manifest
+    with pytest.raises(UserError, match="--num-samples"):
+        open_source(str(shards / "train-{000000..000011}.tar"))
+    with pytest.raises(UserError, match="no 'test' split"):
+        open_source(str(shards), "test")
+    with pytest.raises(UserError, match="no such directory"):
+        open_source(str(tmp_path / "missing"))
+
+
+def test_foreign_webdataset_shards_through_a_brace_url(tmp_path):
+    import webdataset as wds
+
+    rng = np.random.default_rng(0)
+    with wds.ShardWriter(str(tmp_path / "part-%06d.tar"), maxcount=10, verbose=0) as sink:
+        for i in range(40):
+            img = photo_like(40, 36, rng)
+            if i % 2:
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")
+                sample = {"__key__": f"s{i:04d}", "png": buf.getvalue(), "cls": i % NUM_CLASSES}
+            else:
+                sample = {"__key__": f"s{i:04d}", "jpeg": jpeg(img), "cls": i % NUM_CLASSES}
+            sink.write(sample)
+    with open(tmp_path / "part-000003.tar", "rb") as plain, gzip.open(tmp_path / "part-000003.tar.gz", "wb") as packed:
+        packed.write(plain.read())  # webdataset also reads gzipped shards
+    (tmp_path / "part-000003.tar").unlink()
+    # A brace pattern, a gzipped shard and a pipe: URL, in webdataset's "::" list syntax.
+    url = f"{tmp_path}/part-{{000000..000001}}.tar::{tmp_path}/part-000003.tar.gz::pipe:cat {tmp_path}/part-000002.tar"
+    source = open_source(url, num_samples=40)
+    assert source.classes is None and len(source.urls) == 4
+    loader = TrainLoader(source, batch_size=5, image_size=32, num_workers=2, shuffle_buffer=8, with_keys=True)
+    keys, _ = keys_and_pixels(loader.epoch_iter(0))
+    assert sorted(keys) == [f"s{i:04d}" for i in range(40)] and loader.stats.total() == 0
+    val_keys = [k for *_, batch_keys in ValLoader(source, batch_size=6, image_size=32, num_workers=2)
+                for k in batch_keys if k]
+    assert sorted(val_keys) == sorted(keys)
+
+
+@pytest.mark.parametrize("backend", ["simplejpeg", "pil"])
+def test_decode_val_image_matches_torchvision_resize_center_crop(backend, monkeypatch):
+    import torchvision.transforms as T
+
+    from hrnet_fast.data import decode
+
+    if backend == "pil":
+        monkeypatch.setattr(decode, "simplejpeg", None)
+    elif decode.simplejpeg is None:
+        pytest.skip("simplejpeg not installed")
+
+    data = jpeg(photo_like(64, 48, np.random.default_rng(3)))
+    reference = np.asarray(T.Compose([T.Resize(37), T.CenterCrop(32)])(Image.open(io.BytesIO(data)).convert("RGB")))
+    for source in (data, Image.open(io.BytesIO(data))):
+        pixels = decode_val_image(source, 32)
+        assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+        assert np.abs(pixels.astype(int) - reference).max() <= 1
+    gray = Image.fromarray(np.full((50, 40), 90, np.uint8))
+    assert decode_val_image(jpeg(gray), 32).shape == (32, 32, 3)
+    assert center_crop_box(400, 300, 224, 0.875)[3] - center_crop_box(400, 300, 224, 0.875)[1] == pytest.approx(
+        224 * 300 / 256)
+
+
+def torchvision_fraction(width: int, height: int) -> float:
+    import torchvision.transforms as T
+
+    _, _, h, w = T.RandomResizedCrop.get_params(torch.empty(3, height, width), [0.08, 1.0], [3 / 4, 4 / 3])
+    return w * h / (width * height)
+
+
+def test_random_resized_crop_boxes_follow_torchvision():
+    rng = np.random.default_rng(0)
+    width, height = 500, 375
+    fractions, ratios = [], []
+    for _ in range(2000):
+        left, top, w, h = random_resized_crop_box(width, height, rng)
+        assert 0 <= left and left + w <= width and 0 <= top and top + h <= height
+        fractions.append(w * h / (width * height))
+        ratios.append(w / h)
+    assert 0.08 * 0.97 <= min(fractions) and max(fractions) <= 1.0
+    assert 3 / 4 * 0.97 <= min(ratios) and max(ratios) <= 4 / 3 * 1.03
+    torch.manual_seed(0)
+    reference = [torchvision_fraction(width, height) for _ in range(2000)]
+    assert abs(np.mean(fractions) - np.mean(reference)) < 0.03  # same distribution, not just bounds
+    # An extreme aspect never fits: torchvision's fallback is the central crop at the bound ratio.
+    assert random_resized_crop_box(1000, 10, rng) == (493, 0, 13, 10)
+    pixels = decode_train_image(jpeg(photo_like(64, 48, rng)), 32, rng)
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+
+
+def test_bench_loader_prints_json(shards):
+    from hrnet_fast.commands.bench_loader import bench_loader
+
+    result = CliRunner().invoke(bench_loader, ["--shards", str(shards), "--workers", "0", "--batch-size", "4",
+                                               "--batches", "3", "--warmup", "1", "--image-size", "32",
+                                               "--shuffle-buffer", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["images_per_s"] > 0 and report["dropped_per_epoch"] == TRAIN - 28 * 4
+
+
+def test_no_global_random_state_used(shards):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first, _ = keys_and_pixels(train_loader(shards, num_workers=0).epoch_iter(0))
+    torch.manual_seed(7)
+    np.random.seed(7)
+    second, _ = keys_and_pixels(train_loader(shards, num_workers=0).epoch_iter(0))
+    assert first == second
