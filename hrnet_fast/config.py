@@ -35,6 +35,8 @@ class TrainConfig:
     precision: Optional[str] = None       # None: the device's default
     loss_scale: Optional[float] = None    # None: dynamic
     image_size: int = 224
+    crop_scale_min: float = 0.08          # RandomResizedCrop's smallest area fraction
+    hflip: bool = True
     val_image_size: Optional[int] = None
     workers: int = 4
     shuffle_buffer: int = 4096

@@ -137,7 +137,8 @@ class Trainer:
         self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
                                   rank=world.rank, world_size=world.size, num_workers=cfg.workers,
                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
-                                  pin_memory=device.pin_memory)
+                                  pin_memory=device.pin_memory, crop_scale=(cfg.crop_scale_min, 1.0),
+                                  hflip=cfg.hflip)
         self.steps_per_epoch = self.loader.batches_per_epoch
         if self.steps_per_epoch < 1:
             raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
@@ -319,7 +320,8 @@ class Trainer:
     def _progress(self, total: int, initial: int):
         from tqdm import tqdm
         return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch}", unit="step",
-                    disable=not self.world.is_main, leave=False, dynamic_ncols=True)
+                    disable=None if self.world.is_main else True,  # None: off when not a terminal
+                    leave=False, dynamic_ncols=True)
 
 
 class RateMeter:

@@ -19,7 +19,7 @@ python -m pack imagenet "$DEMO_DIR/digits" --out "$DEMO_DIR/shards" --shard-size
 echo "== 3/4 train hrnet_w18_small_v1 at 32 px for $EPOCHS epochs"
 launch/run.sh --nproc 1 --shards "$DEMO_DIR/shards" --out "$DEMO_DIR/run" -- \
     --model hrnet_w18_small_v1 --image-size 32 --epochs "$EPOCHS" --batch-size 32 --workers 2 \
-    --recipe cosine --warmup-epochs 1 --lr 0.2 --crop-scale-min 0.35 --log-interval 10
+    --recipe cosine --warmup-epochs 1 --lr 0.05 --crop-scale-min 0.35 --no-hflip --log-interval 10
 
 echo "== 4/4 evaluate the best checkpoint"
 python -m hrnet_fast eval --ckpt "$DEMO_DIR/run/checkpoints/best.pt" --shards "$DEMO_DIR/shards" --workers 2

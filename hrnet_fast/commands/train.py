@@ -28,6 +28,8 @@ from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES, MODEL
               help="fp32 | amp (fp16 autocast) | bf16 | o2 (apex O2) [o2 on NPU, bf16 on CUDA, fp32 on CPU].")
 @click.option("--loss-scale", type=float, help="Static loss scale for amp/o2 (Ascend port: 128) [dynamic].")
 @click.option("--image-size", type=int, help="Train crop size [224].")
+@click.option("--crop-scale-min", type=float, help="Smallest RandomResizedCrop area fraction [0.08].")
+@click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [on].")
 @click.option("--val-image-size", type=int, help="Val crop size [--image-size].")
 @click.option("--workers", type=int, help="Loader worker processes per device [4].")
 @click.option("--shuffle-buffer", type=int, help="Samples in the shuffle buffer per worker [4096].")

@@ -149,11 +149,13 @@ class EncodedImage:
 
 def decode_train_image(data: bytes, image_size: int, rng: RandomSource,
                        scale: tuple[float, float] = TRAIN_SCALE,
-                       ratio: tuple[float, float] = TRAIN_RATIO) -> np.ndarray:
-    """RandomResizedCrop(image_size, scale, ratio) + RandomHorizontalFlip(0.5) → uint8 HWC."""
+                       ratio: tuple[float, float] = TRAIN_RATIO, hflip: bool = True) -> np.ndarray:
+    """RandomResizedCrop(image_size, scale, ratio) + RandomHorizontalFlip(0.5) → uint8 HWC.
+
+    The flip is drawn even when `hflip` is off, so the crops stay the same either way."""
     img = EncodedImage(data)
     left, top, w, h = random_resized_crop_box(img.width, img.height, rng, scale, ratio)
-    flip = bool(rng.random() < 0.5)
+    flip = bool(rng.random() < 0.5) and hflip
     return img.crop_resized((left, top, left + w, top + h), image_size, flip)
 
 

@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from hrnet_fast.data.decode import TRAIN_SCALE
 from hrnet_fast.data.plan import TrainPlan, train_plan, val_segments
 from hrnet_fast.data.reader import Faults
 from hrnet_fast.data.source import ShardSource
@@ -62,8 +63,12 @@ class TrainLoader:
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
                  pin_memory: bool = False, prefetch_factor: int = 4, max_bad_fraction: float = 0.01,
-                 with_keys: bool = False) -> None:
+                 with_keys: bool = False, crop_scale: tuple[float, float] = TRAIN_SCALE,
+                 hflip: bool = True) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
+        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise UserError(f"crop scale {crop_scale} must satisfy 0 < min <= max <= 1")
+        self.crop_scale, self.hflip = crop_scale, hflip
         self.source, self.batch_size, self.image_size = source, batch_size, image_size
         self.rank, self.world_size, self.num_workers, self.seed = rank, world_size, num_workers, seed
         self.shuffle_buffer, self.pin_memory, self.prefetch_factor = max(1, shuffle_buffer), pin_memory, prefetch_factor
@@ -93,7 +98,8 @@ class TrainLoader:
             raise UserError(f"cannot skip {skip_batches} batches of an epoch of {self.batches_per_epoch}")
         plan = self.plan(epoch)
         stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
-                             self.batch_size, self.image_size, self.shuffle_buffer, skip_batches, self.with_keys)
+                             self.batch_size, self.image_size, self.shuffle_buffer, skip_batches, self.with_keys,
+                             self.crop_scale, self.hflip)
         self.stats = Faults()
         limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
         batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from hrnet_fast.data.decode import decode_train_image, decode_val_image
+from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image, decode_val_image
 from hrnet_fast.data.plan import epoch_rng, skipped_batches
 from hrnet_fast.data.reader import Faults, RawSample, read_shard, warn
 from hrnet_fast.data.source import ShardSource
@@ -123,11 +123,13 @@ class TrainStream(IterableDataset):
 
     def __init__(self, source: ShardSource, shards: list[list[int]], batches: int, epoch: int,
                  seed: int, rank: int, batch_size: int, image_size: int, shuffle_buffer: int,
-                 skip_batches: int = 0, with_keys: bool = False) -> None:
+                 skip_batches: int = 0, with_keys: bool = False,
+                 crop_scale: tuple[float, float] = TRAIN_SCALE, hflip: bool = True) -> None:
         self.source, self.shards, self.batches, self.epoch, self.seed = source, shards, batches, epoch, seed
         self.rank, self.batch_size, self.image_size = rank, batch_size, image_size
         self.shuffle_buffer, self.skip_batches, self.with_keys = shuffle_buffer, skip_batches, with_keys
         self.num_classes = len(source.classes) if source.classes else None
+        self.crop_scale, self.hflip = crop_scale, hflip
 
     def __iter__(self) -> Iterator[WorkerBatch]:
         worker, workers = worker_slot()
@@ -163,7 +165,8 @@ class TrainStream(IterableDataset):
                                       "samples left: check the shards with `python -m pack verify DIR`")
                     return
                 rng = draws.at(position)
-                pixels = decoded(sample, lambda data: decode_train_image(data, size, rng), faults,
+                pixels = decoded(sample, lambda data: decode_train_image(data, size, rng, self.crop_scale, hflip=self.hflip),
+                                 faults,
                                  self.num_classes)
                 if pixels is None:
                     continue
