@@ -1,12 +1,11 @@
 """`hrnet-fast` command group. Subcommands are imported only when run, so `--help` stays instant."""
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
-from hrnet_fast.errors import UserError
+from hrnet_fast.clickutil import LazyGroup
 
 # name -> (module, attribute, one-line help shown by `hrnet-fast --help`)
 COMMANDS = {
@@ -18,28 +17,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hrnet-fast")
 def cli() -> None:
     """hrnet-fast: high-throughput HRNet training on ImageNet shards (NPU / CUDA / CPU)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hrnet_fast.clickutil import UserErrorGroup
 from hrnet_fast.errors import UserError
 from pack.manifest import Manifest
 from pack.parallel import default_workers
@@ -18,17 +19,7 @@ COLUMNS = ("files", "packed", "passed", "resized", "repaired", "rejected", "skip
 MAX_LISTED = 20
 
 
-class Group(click.Group):
-    """Prints a UserError as one `Error: …` line with exit status 1, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Pack ImageNet into WebDataset tar shards (`imagenet`) and check them (`verify`)."""
 
