@@ -48,7 +48,7 @@ class TrainConfig:
     max_bad_steps: int = 50
     sync_bn: bool = False
     compile: bool = False
-    align_channels: str = "off"
+    align_channels: str = "auto"          # 8 | 16 | off | auto (8 on CUDA, 16 on NPU, off on CPU)
     graph: bool = False
     device: str = "auto"
     out: str = "runs/hrnet"

@@ -27,7 +27,7 @@ class LoadedModel:
 
 
 def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
-                       precision: Optional[str] = None) -> LoadedModel:
+                       precision: Optional[str] = None, align_channels: str = "auto") -> LoadedModel:
     """Model name and classes from our checkpoints; `--model` for plain state dicts."""
     state, meta = read_state_dict(ckpt)
     name = model_name or meta.get("model_name")
@@ -36,7 +36,7 @@ def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
     if CLASSIFIER_WEIGHT not in state:
         raise UserError(f"{ckpt} has no {CLASSIFIER_WEIGHT}: it is not an HRNet classification checkpoint")
     num_classes = int(state[CLASSIFIER_WEIGHT].shape[0])
-    model = create_model(name, num_classes=num_classes)
+    model = create_model(name, num_classes=num_classes, align=device.channel_align(align_channels))
     load_weights(model, state)
     prec = MixedPrecision(precision or device.default_precision(), device)
     model = model.to(device.torch_device, memory_format=torch.channels_last)

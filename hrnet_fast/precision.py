@@ -46,6 +46,7 @@ class MixedPrecision:
             device.kind if device.kind != "npu" else "npu",
             init_scale=self.static_scale or 2.0 ** 16)
         self.masters: list[torch.Tensor] = []
+        self.to_optimizer: Callable[[nn.Parameter], torch.Tensor] = lambda p: p
         self._model_params: list[torch.Tensor] = []
         self.skipped = torch.zeros((), dtype=torch.int64, device=device.torch_device)
         self.consecutive = torch.zeros((), dtype=torch.int64, device=device.torch_device)
@@ -66,11 +67,13 @@ class MixedPrecision:
         self._model_params = [p for p in model.parameters() if p.requires_grad]
         if self.name != "o2":
             self.masters = self._model_params
-            return lambda p: p
+            self.to_optimizer = lambda p: p
+            return self.to_optimizer
         self.masters = [p.detach().float().clone().requires_grad_(True) if p.dtype != torch.float32 else p
                         for p in self._model_params]
         index = {id(p): m for p, m in zip(self._model_params, self.masters)}
-        return lambda p: index[id(p)]
+        self.to_optimizer = lambda p: index[id(p)]
+        return self.to_optimizer
 
     def sync_masters_from_model(self, state: dict[str, torch.Tensor], model: nn.Module) -> None:
         """Reload o2 masters from an fp32 state dict (resume) so no precision is lost to fp16."""

@@ -21,8 +21,8 @@ from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, open_sourc
 from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
-from hrnet_fast.models import create_model
-from hrnet_fast.models.weights import load_weights
+from hrnet_fast.models import (create_model, load_weights, official_shapes, optimizer_official_shapes,
+                               pad_optimizer_state, pad_state_dict, strip_optimizer_state, strip_state_dict)
 from hrnet_fast.precision import MixedPrecision, param_groups
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
@@ -44,8 +44,9 @@ class TrainSummary:
 
 def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: MixedPrecision,
                               sync_bn: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """The model on the device in channels_last and the precision's dtypes, and its fused SGD."""
-    model = create_model(cfg.model, num_classes=cfg.num_classes)
+    """The model on the device in channels_last, channel-aligned and in the precision's dtypes,
+    and its fused SGD."""
+    model = create_model(cfg.model, num_classes=cfg.num_classes, align=device.channel_align(cfg.align_channels))
     model = model.to(device.torch_device, memory_format=torch.channels_last)
     precision.cast_model(model)
     if sync_bn:
@@ -115,6 +116,7 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         self.log = RunLog(self.run_dir, world.is_main, cfg.tensorboard)
         cfg.precision = cfg.precision or device.default_precision()
+        device.share_cores_with_loader(cfg.workers)
         torch.manual_seed(cfg.seed)
 
         self.train_source = open_source(cfg.shards, "train", cfg.num_samples)
@@ -166,8 +168,8 @@ class Trainer:
             raise UserError(f"{path} was trained as {ckpt.get('model_name')}, not {self.cfg.model}: "
                             f"pass --model {ckpt.get('model_name')} or a new --out")
         load_weights(self.raw_model, ckpt["model"])
-        self.precision.sync_masters_from_model(ckpt["model"], self.raw_model)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.precision.sync_masters_from_model(pad_state_dict(ckpt["model"], self.raw_model), self.raw_model)
+        self.optimizer.load_state_dict(pad_optimizer_state(ckpt["optimizer"], self.optimizer))
         self.precision.load_state_dict(ckpt["precision"])
         checkpoint.set_rng_state(ckpt["rng"])
         self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
@@ -180,11 +182,15 @@ class Trainer:
             return
         state = {
             "format": "hrnet-fast-checkpoint", "version": 1,
-            "model": self.precision.master_state_dict(self.raw_model),
+            # official shapes whatever --align-channels: padding lives only in memory
+            "model": strip_state_dict(self.precision.master_state_dict(self.raw_model),
+                                      official_shapes(self.raw_model)),
             "model_name": self.cfg.model, "num_classes": self.cfg.num_classes,
             "classes": list(self.classes or []), "class_names": dict(self.train_source.class_names or {}),
             "image_size": self.cfg.image_size,
-            "optimizer": self.optimizer.state_dict(), "precision": self.precision.state_dict(),
+            "optimizer": strip_optimizer_state(self.optimizer.state_dict(), optimizer_official_shapes(
+                self.optimizer, self.raw_model, self.precision.to_optimizer)),
+            "precision": self.precision.state_dict(),
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
             "best_acc1": self.best_acc1, "rng": checkpoint.rng_state(), "config": self.cfg.to_json(),
         }
@@ -198,7 +204,8 @@ class Trainer:
         cfg = self.cfg
         self.log.write_config(cfg.to_json())
         self.log.print(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
-                       f"precision {cfg.precision}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
+                       f"precision {cfg.precision}, channels aligned to "
+                       f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
                        f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
                        f"samples/epoch for equal steps on every rank)")
         meter = RateMeter(cfg.global_batch)

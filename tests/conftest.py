@@ -8,7 +8,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def run_cli(*args: str, check: bool = True, timeout: float = 300, env: dict | None = None,

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from hrnet_fast.commands.options import DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
+from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
 
 
 @click.command("step")
@@ -18,9 +18,11 @@ from hrnet_fast.commands.options import DEVICE_CHOICES, MODEL_HELP, PRECISION_CH
 @click.option("--steps", type=int, default=20, show_default=True, help="Timed steps.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed steps first.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default="auto", show_default=True,
+              help=ALIGN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def bench_step(model: str, batch_size: int, precision: str | None, image_size: int, device: str,
-               steps: int, warmup: int, compile_: bool, as_json: bool) -> None:
+               steps: int, warmup: int, compile_: bool, align_channels: str, as_json: bool) -> None:
     """Forward + backward + fused SGD on random on-device batches: the step's ceiling."""
     import torch
     from torch import nn
@@ -33,7 +35,7 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     dev = resolve_device(device)
     dev.activate()
     cfg = resolve({"model": model, "batch_size": batch_size, "image_size": image_size,
-                   "num_classes": 1000, "device": device}, world_size=1)
+                   "num_classes": 1000, "device": device, "align_channels": align_channels}, world_size=1)
     prec = MixedPrecision(precision or dev.default_precision(), dev)
     net, optimizer = build_model_and_optimizer(cfg, dev, prec)
     step_model = torch.compile(net) if compile_ else net
@@ -56,6 +58,7 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     result = {
         "model": model, "device": dev.describe(), "precision": prec.name, "batch_size": batch_size,
         "image_size": image_size, "compile": compile_, "steps": steps,
+        "align_channels": dev.channel_align(align_channels) or "off",
         "images_per_s": round(steps * batch_size / seconds, 2),
         "warmup_seconds": round(warmup_seconds, 2), "peak_memory_mb": round(dev.max_memory_allocated() / 2**20, 1),
         "final_loss": round(float(loss), 4),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES
+from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, PRECISION_CHOICES
 
 
 @click.command("eval")
@@ -24,11 +24,14 @@ from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default="auto", show_default=True,
+              help=ALIGN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write key,label,top1,top5 CSV.")
 def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional[str], split: str,
              batch_size: int, image_size: Optional[int], crop_ratio: float, workers: int,
-             precision: Optional[str], device: str, as_json: bool, save_predictions: Optional[str]) -> None:
+             precision: Optional[str], device: str, align_channels: str, as_json: bool,
+             save_predictions: Optional[str]) -> None:
     """Evaluate a checkpoint; ends with `Acc@1 A Acc@5 B images N`. Runs under torchrun too."""
     from hrnet_fast import distributed
     from hrnet_fast.data import DevicePrefetcher, ValLoader, open_source
@@ -41,7 +44,8 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
     world = distributed.world_from_env()
     dev = resolve_device(device)
     dev.activate()
-    loaded = load_for_inference(ckpt, model, dev, precision)
+    dev.share_cores_with_loader(workers)
+    loaded = load_for_inference(ckpt, model, dev, precision, align_channels)
     source = open_source(shards, split, num_samples)
     num_classes = loaded.model.classifier.out_features
     if source.classes and len(source.classes) != num_classes:

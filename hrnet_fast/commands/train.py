@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES, MODEL_HELP
+from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
 
 
 @click.command("train")
@@ -44,8 +44,7 @@ from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES, MODEL
 @click.option("--max-bad-steps", type=int, help="Abort after N non-finite steps in a row [50].")
 @click.option("--sync-bn", is_flag=True, default=None, help="SyncBatchNorm across ranks.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
-@click.option("--align-channels", type=click.Choice(["8", "16", "off"]), default=None,
-              help="Pad branch widths to multiples of 8/16 (not implemented yet: off).")
+@click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default=None, help=ALIGN_HELP)
 @click.option("--graph", is_flag=True, default=None, help="Graph-capture the step (not implemented yet).")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to RUN_DIR/tensorboard.")
 def train(**flags) -> None:
@@ -58,7 +57,7 @@ def train(**flags) -> None:
     from hrnet_fast.train import train as run_training
 
     flags["compile"] = flags.pop("compile_")
-    if flags.get("align_channels") not in (None, "off") or flags.get("graph"):
-        raise UserError("--align-channels and --graph are not implemented yet; leave them off")
+    if flags.get("graph"):
+        raise UserError("--graph (CUDA-graph capture of the step) is not implemented yet; leave it off")
     flags["out"] = flags["out"] or f"runs/{flags['model']}"
     run_training(flags)

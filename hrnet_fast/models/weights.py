@@ -5,7 +5,6 @@ arbitrary unpickling could run code, so it is refused rather than trusted.
 """
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,8 +13,8 @@ import torch
 import torch.nn as nn
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.models.align import meta_shapes, official_shapes, pad_state_dict
 from hrnet_fast.models.config import MODEL_NAMES, get_config
-from hrnet_fast.models.hrnet import HRNet
 
 StateDict = dict[str, torch.Tensor]
 
@@ -82,35 +81,37 @@ def load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor] | str | P
     """Load a state dict or checkpoint file into `model`; returns the checkpoint's other entries.
 
     Every mismatch raises UserError naming the first offending keys and the likely cause
-    (wrong class count, wrong --model) instead of torch's multi-page RuntimeError.
+    (wrong class count, wrong --model) instead of torch's multi-page RuntimeError. Weights are
+    checked against the official shapes and padded on the way in, so a channel-aligned model
+    takes the same files (and gives the same messages) as an unaligned one.
     """
     state, meta = read_state_dict(weights) if isinstance(weights, (str, Path)) else (strip_prefixes(weights), {})
-    expected = model.state_dict()
+    expected = official_shapes(model)
     problem = _mismatch_message(model, expected, state, strict)
     if problem:
         raise UserError(problem)
-    for key, value in expected.items():  # pre-0.4.1 checkpoints lack BN step counters; they are unused
+    for key, shape in expected.items():  # pre-0.4.1 checkpoints lack BN step counters; they are unused
         if key.endswith(_STEP_COUNTER) and key not in state:
-            state[key] = torch.zeros_like(value, device="cpu")
-    model.load_state_dict(state, strict=strict)
+            state[key] = torch.zeros(shape, dtype=torch.long)
+    model.load_state_dict(pad_state_dict(state, model), strict=strict)
     return meta
 
 
-def _mismatch_message(model: nn.Module, expected: Mapping[str, torch.Tensor], state: StateDict, strict: bool) -> str | None:
+def _mismatch_message(model: nn.Module, expected: Mapping[str, tuple[int, ...]], state: StateDict, strict: bool) -> str | None:
     """Why `state` does not fit `model`, with the probable fix; None when it fits."""
     missing = [k for k in expected if k not in state and not k.endswith(_STEP_COUNTER)]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if not mismatched and (not strict or not (missing or unexpected)):
         return None
     arch = getattr(model, "arch", type(model).__name__)
     if set(mismatched) <= set(_CLASSIFIER_KEYS) and (not strict or not (missing or unexpected)):
-        have, want = state[mismatched[0]].shape[0], expected[mismatched[0]].shape[0]
+        have, want = state[mismatched[0]].shape[0], expected[mismatched[0]][0]
         return f"checkpoint has {have} classes, model has {want}: pass --num-classes {have} (or use the checkpoint's classes)"
     details = "; ".join(part for part in (
         _examples("missing", missing),
         _examples("unexpected", unexpected),
-        _examples("shape mismatches", [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched]),
+        _examples("shape mismatches", [f"{k} {tuple(state[k].shape)} vs {expected[k]}" for k in mismatched]),
     ) if part)
     guess = guess_model_name(state)
     if guess and guess != arch:
@@ -130,19 +131,10 @@ def _examples(what: str, items: list[str], shown: int = 3) -> str:
 
 def guess_model_name(state: Mapping[str, torch.Tensor]) -> str | None:
     """The zoo model whose parameter shapes equal `state`'s (classifier aside), if any."""
-    shapes = _shapes(state)
-    return next((name for name in MODEL_NAMES if _zoo_shapes(name) == shapes), None)
+    shapes = _identifying({k: tuple(v.shape) for k, v in state.items()})
+    return next((name for name in MODEL_NAMES if _identifying(meta_shapes(get_config(name))) == shapes), None)
 
 
-def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+def _identifying(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """Shapes that identify an architecture: not the classifier (class count), not step counters."""
-    return {
-        k: tuple(v.shape) for k, v in state.items()
-        if k not in _CLASSIFIER_KEYS and not k.endswith(_STEP_COUNTER)
-    }
-
-
-@functools.lru_cache(maxsize=None)
-def _zoo_shapes(name: str) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):  # shapes only: no memory, no init cost
-        return _shapes(HRNet(get_config(name)).state_dict())
+    return {k: shape for k, shape in shapes.items() if k not in _CLASSIFIER_KEYS and not k.endswith(_STEP_COUNTER)}
