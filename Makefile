@@ -13,7 +13,8 @@ test: setup
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
 
-bench: setup
+bench:
+	$(PYTHON) tools/setup_venv.py --venv $(VENV) --extras dev,bench
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

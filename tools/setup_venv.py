@@ -138,15 +138,17 @@ def main() -> int:
     if not python.exists():
         print(f"setup: creating {venv_dir}")
         venv.EnvBuilder(with_pip=True).create(venv_dir)
-    stamp = venv_dir / ".installed"
+    stamp = venv_dir / ".installed"  # holds the extras installed; older than its inputs: reinstall
     inputs = [ROOT / "pyproject.toml", Path(__file__)]
-    if not stamp.exists() or any(p.stat().st_mtime > stamp.stat().st_mtime for p in inputs):
+    stale = (not stamp.exists() or set(args.extras.split(",")) - set(stamp.read_text().split(","))
+             or any(p.stat().st_mtime > stamp.stat().st_mtime for p in inputs))
+    if stale:
         print(f"setup: installing hrnet-fast[{args.extras}] (editable)")
         result = pip(python, "install", "-e", f"{ROOT}[{args.extras}]", quiet=False)
         if result.returncode != 0:
             print("setup: pip install failed; see the output above", file=sys.stderr)
             return 1
-        stamp.touch()
+        stamp.write_text(args.extras)
     active = ensure_pil(python, want_simd=not args.no_simd)
     print(f"setup: active PIL = {active}")
     return 0
