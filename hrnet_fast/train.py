@@ -169,6 +169,11 @@ class Trainer:
                             f"pass --model {ckpt.get('model_name')} or a new --out")
         load_weights(self.raw_model, ckpt["model"])
         self.precision.sync_masters_from_model(pad_state_dict(ckpt["model"], self.raw_model), self.raw_model)
+        saved_groups = [len(g["params"]) for g in ckpt["optimizer"]["param_groups"]]
+        if saved_groups != [len(g["params"]) for g in self.optimizer.param_groups]:
+            raise UserError(f"{path} was trained with other parameter groups (weight decay on BN and "
+                            f"bias differs: recipe {ckpt['config'].get('recipe')} vs {self.cfg.recipe}): "
+                            "resume with the run's --recipe, or start a new --out")
         self.optimizer.load_state_dict(pad_optimizer_state(ckpt["optimizer"], self.optimizer))
         self.precision.load_state_dict(ckpt["precision"])
         checkpoint.set_rng_state(ckpt["rng"])
@@ -208,6 +213,8 @@ class Trainer:
                        f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
                        f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
                        f"samples/epoch for equal steps on every rank)")
+        if self.epoch >= cfg.epochs:
+            self.log.print(f"{self.run_dir} already finished its {cfg.epochs} epochs: raise --epochs to go on")
         meter = RateMeter(cfg.global_batch)
         stopped = False
         with StopFlag() as stop:
