@@ -36,6 +36,7 @@ from hrnet_fast.commands.options import DEVICE_CHOICES  # noqa: E402
 from hrnet_fast.config import TrainConfig, resolve  # noqa: E402
 from hrnet_fast.device import Device, resolve_device  # noqa: E402
 from hrnet_fast.precision import PRECISIONS, MixedPrecision  # noqa: E402
+from hrnet_fast.timing import time_steps  # noqa: E402
 from hrnet_fast.train import build_model_and_optimizer, train_step  # noqa: E402
 
 Step = Callable[[], torch.Tensor]
@@ -109,9 +110,7 @@ def warm_up(build: Callable[[], Step], device: Device, warmup: int) -> tuple[Ste
     before = allocated_mb(device)
     start = time.perf_counter()
     step = build()
-    for _ in range(warmup):
-        step()
-    device.synchronize()
+    time_steps(step, device, warmup)
     return step, time.perf_counter() - start, allocated_mb(device) - before
 
 
@@ -119,11 +118,7 @@ def timed(step: Step, device: Device, steps: int) -> tuple[float, float, float]:
     """Seconds for `steps` steps between device syncs, the peak memory meanwhile (MB) and the loss."""
     device.reset_peak_memory()
     reset_peak_rss()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    device.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, device, steps)
     peak = device.max_memory_allocated() / 2**20 if device.is_accelerator else peak_rss_mb()
     return seconds, peak, float(loss)
 

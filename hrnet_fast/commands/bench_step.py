@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import click
 
@@ -30,6 +29,7 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     from hrnet_fast.config import resolve
     from hrnet_fast.device import resolve_device
     from hrnet_fast.precision import MixedPrecision
+    from hrnet_fast.timing import time_steps
     from hrnet_fast.train import build_model_and_optimizer, train_step
 
     dev = resolve_device(device)
@@ -44,17 +44,12 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     x = x.to(dtype=prec.input_dtype, memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (batch_size,), device=dev.torch_device)
 
-    compile_start = time.perf_counter()
-    for _ in range(warmup):
-        loss = train_step(step_model, x, labels, criterion, prec, optimizer)
-    dev.synchronize()
-    warmup_seconds = time.perf_counter() - compile_start
+    def step() -> torch.Tensor:
+        return train_step(step_model, x, labels, criterion, prec, optimizer)
+
+    warmup_seconds, _ = time_steps(step, dev, warmup)  # includes compilation with --compile
     dev.reset_peak_memory()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = train_step(step_model, x, labels, criterion, prec, optimizer)
-    dev.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, dev, steps)
     result = {
         "model": model, "device": dev.describe(), "precision": prec.name, "batch_size": batch_size,
         "image_size": image_size, "compile": compile_, "steps": steps,
