@@ -9,7 +9,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from hrnet_fast.device import Device
+from hrnet_fast.device import Device, local_rank
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class World:
 
 def world_from_env() -> World:
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                 int(os.environ.get("LOCAL_RANK", 0)))
+                 local_rank())
 
 
 def init(device: Device, world: World, timeout_minutes: float = 30) -> None:

@@ -270,7 +270,7 @@ class Trainer:
                 loss_sum.zero_()
                 interval_steps = 0
                 meter.start_interval()
-            if (at_sync or not self.world.distributed) and self._agreed_stop(stop, at_sync):
+            if (at_sync or not self.world.distributed) and self._agreed_stop(stop):
                 progress.close()
                 return "signal"
             if self._stop_step_reached():
@@ -279,7 +279,7 @@ class Trainer:
         progress.close()
         return "epoch"
 
-    def _agreed_stop(self, stop: StopFlag, at_sync: bool) -> bool:
+    def _agreed_stop(self, stop: StopFlag) -> bool:
         """Every rank must stop at the same step: the flag is all-reduced at sync points."""
         if not self.world.distributed:
             return stop.requested
@@ -325,7 +325,7 @@ class Trainer:
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
                            image_size=self.cfg.val_image_size or self.cfg.image_size,
                            rank=self.world.rank, world_size=self.world.size,
-                           num_workers=min(self.cfg.workers, 2 if self.cfg.workers else 0),
+                           num_workers=min(self.cfg.workers, 2),
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype,
                                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
