@@ -86,10 +86,10 @@ def synthetic(args: argparse.Namespace) -> dict:
 
 
 def common_flags(args: argparse.Namespace) -> list[str]:
-    """What makes the two runs comparable: model, batch, precision, image size, device, compile."""
+    """What makes the two runs comparable: model, batch, precision, image size, device, step."""
     flags = ["--model", args.model, "--batch-size", str(args.batch_size), "--precision", args.precision,
              "--image-size", str(args.image_size), "--device", args.device]
-    return flags + (["--compile"] if args.compile else [])
+    return flags + (["--compile"] if args.compile else []) + (["--graph"] if args.graph else [])
 
 
 def parse_args() -> argparse.Namespace:
@@ -108,6 +108,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resize", type=int, default=384, help="pack --resize (short side; 0 keeps originals).")
     parser.add_argument("--unique", type=int, default=48, help="Distinct generated images behind the files.")
     parser.add_argument("--compile", action="store_true", help="torch.compile in both runs.")
+    parser.add_argument("--graph", action="store_true", help="Graph-captured step in both runs (CUDA/NPU).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
     args = parser.parse_args()
     accelerator = resolve_device(args.device).is_accelerator
@@ -148,7 +149,7 @@ def main() -> None:
         print(json.dumps({"model": args.model, "device": bench["device"], "precision": args.precision,
                           "batch_size": args.batch_size, "image_size": args.image_size, "workers": args.workers,
                           "stop_step": args.stop_step, "log_interval": args.log_interval, "resize": args.resize,
-                          "compile": args.compile, "shards": str(shards), "shards_images_per_s": fps,
+                          "compile": args.compile, "graph": args.graph, "shards": str(shards), "shards_images_per_s": fps,
                           "synthetic_images_per_s": bench["images_per_s"], "ratio": round(ratio, 3),
                           "data_wait_share": round(wait_share, 3), "images_per_s": fps,
                           "seconds": {k: round(v, 1) for k, v in seconds.items()}}))

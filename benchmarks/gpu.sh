@@ -43,4 +43,4 @@ print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 # GPU comparisons first; reports are rewritten after every comparison, so the 8-minute cap
 # still leaves what finished.
 exec timeout 480 "$PYTHON" benchmarks/run_all.py --quick --device cuda --workers "$(nproc)" --timeout 240 \
-    --only step,end_to_end,loader,pack --out "$OUT" "$@"
+    --only step,step_graph,step_compiled,end_to_end,loader,pack --out "$OUT" "$@"

@@ -4,11 +4,12 @@ Why: each claim hrnet-fast makes against a tool users would pick instead is meas
 script in this folder; this runs them all the same way (each a subprocess with `--json`) and
 writes one report, so a README table comes from one command on one machine.
 
-    python benchmarks/run_all.py [--quick] [--device auto] [--only pack,loader,step,end_to_end]
+    python benchmarks/run_all.py [--quick] [--device auto] [--only pack,loader,step,step_graph,step_compiled,end_to_end]
         [--workers N] [--timeout S] [--out benchmarks/out] [--report-only]
 
 Comparisons: packing vs `tar -cf` (pack_vs_tar.py), the shard loader vs torchvision ImageFolder
-(loader_vs_imagefolder.py), the train step vs timm's eager HRNet (step_vs_timm.py), and training
+(loader_vs_imagefolder.py), the train step vs timm's eager HRNet (step_vs_timm.py; eager, with
+graph capture, and compiled + captured), and training
 from shards vs synthetic input (end_to_end.py). `--quick` shrinks the CPU-bound data work to a few
 minutes on a 2-core box; the model work follows the device (small on the CPU, batch 256 at 224 px
 on a GPU). `--report-only` re-renders report.md and report.png from OUT/results.json (e.g. after
@@ -105,24 +106,32 @@ def step_flags(s: Settings) -> list[str]:
     return ["--device", s.device, "--batch-size", "8", *sized]
 
 
-def step_rows(r: dict) -> list[dict]:
-    ours, timm = r["ours"], r["timm"]
-    note = (f"{r['model']} {r['precision']}, batch {r['batch_size']} @ {r['image_size']} px; peak "
-            f"{ours['peak_memory_mb']:.0f} vs {timm['peak_memory_mb']:.0f} MB ({r['memory']}); warm-up "
-            f"{ours['warmup_seconds']:.1f} vs {timm['warmup_seconds']:.1f} s")
-    return [row("Train step: hrnet-fast vs timm eager", ours["images_per_s"], timm["images_per_s"], 1.0, note)]
+def step_variant(*switches: str, target: float) -> Comparison:
+    """step_vs_timm.py with our step built with `switches` (--graph, --compile); timm stays eager."""
+    def flags(s: Settings) -> list[str]:
+        return [*step_flags(s), *switches]
+
+    def rows(r: dict) -> list[dict]:
+        ours, timm = r["ours"], r["timm"]
+        settings = " ".join([f"align {r.get('align_channels', 'off')}", *switches])
+        note = (f"{r['model']} {r['precision']}, batch {r['batch_size']} @ {r['image_size']} px; peak "
+                f"{ours['peak_memory_mb']:.0f} vs {timm['peak_memory_mb']:.0f} MB ({r['memory']}); warm-up "
+                f"{ours['warmup_seconds']:.1f} vs {timm['warmup_seconds']:.1f} s")
+        return [row(f"Train step: hrnet-fast ({settings}) vs timm eager", ours["images_per_s"],
+                    timm["images_per_s"], target, note)]
+    return Comparison("step_vs_timm.py", flags, rows)
 
 
 def end_to_end_flags(s: Settings) -> list[str]:
     if not s.accelerator:  # the script's CPU defaults are the smoke run
         return ["--device", s.device]
     longer = [] if s.quick else ["--stop-step", "200", "--log-interval", "20"]
-    return ["--device", s.device, "--workers", str(min(s.workers, 16)), *longer]
+    return ["--device", s.device, "--workers", str(min(s.workers, 16)), "--graph", *longer]
 
 
 def end_to_end_rows(r: dict) -> list[dict]:
-    note = (f"{r['model']} {r['precision']}, batch {r['batch_size']} @ {r['image_size']} px, "
-            f"{r['workers']} workers, {r['stop_step']} steps; data wait {r['data_wait_share']:.0%}")
+    note = (f"{r['model']} {r['precision']}{' --graph' if r.get('graph') else ''}, batch {r['batch_size']} "
+            f"@ {r['image_size']} px, {r['workers']} workers, {r['stop_step']} steps; data wait {r['data_wait_share']:.0%}")
     return [row("Training: from shards vs synthetic input", r["shards_images_per_s"],
                 r["synthetic_images_per_s"], 0.9, note)]
 
@@ -130,7 +139,10 @@ def end_to_end_rows(r: dict) -> list[dict]:
 COMPARISONS = {
     "pack": Comparison("pack_vs_tar.py", pack_flags, pack_rows),
     "loader": Comparison("loader_vs_imagefolder.py", loader_flags, loader_rows),
-    "step": Comparison("step_vs_timm.py", step_flags, step_rows),
+    "step": step_variant(target=1.0),
+    # accelerators only (the CPU has no graphs, and inductor needs minutes there)
+    "step_graph": step_variant("--graph", target=2.0),
+    "step_compiled": step_variant("--compile", "--graph", target=2.0),
     "end_to_end": Comparison("end_to_end.py", end_to_end_flags, end_to_end_rows),
 }
 
@@ -264,14 +276,14 @@ def main() -> None:
     if args.report_only:
         write_reports(json.loads((args.out / "results.json").read_text()), args.out)
         return
-    names = args.only.split(",") if args.only else list(COMPARISONS)
-    unknown = set(names) - set(COMPARISONS)
-    if unknown:
-        parser.error(f"unknown comparison(s) {', '.join(sorted(unknown))}: choose from {', '.join(COMPARISONS)}")
-
     from hrnet_fast.device import resolve_device
 
     settings = Settings(args.quick, args.device, resolve_device(args.device).is_accelerator, args.workers, args.out)
+    names = args.only.split(",") if args.only else [
+        name for name in COMPARISONS if settings.accelerator or name not in ACCELERATOR_ONLY]
+    unknown = set(names) - set(COMPARISONS)
+    if unknown:
+        parser.error(f"unknown comparison(s) {', '.join(sorted(unknown))}: choose from {', '.join(COMPARISONS)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     start = time.perf_counter()
     results = {"command": " ".join(["run_all.py", *sys.argv[1:]]), "machine": machine(args.device),

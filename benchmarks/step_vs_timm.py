@@ -32,12 +32,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from hrnet_fast.commands.options import DEVICE_CHOICES  # noqa: E402
+from hrnet_fast.commands.options import ALIGN_CHOICES, DEVICE_CHOICES  # noqa: E402
 from hrnet_fast.config import TrainConfig, resolve  # noqa: E402
 from hrnet_fast.device import Device, resolve_device  # noqa: E402
 from hrnet_fast.precision import PRECISIONS, MixedPrecision  # noqa: E402
+from hrnet_fast.step import GRAPH_WARMUP_STEPS, make_step  # noqa: E402
 from hrnet_fast.timing import time_steps  # noqa: E402
-from hrnet_fast.train import build_model_and_optimizer, train_step  # noqa: E402
+from hrnet_fast.train import build_model_and_optimizer  # noqa: E402
 
 Step = Callable[[], torch.Tensor]
 # timm has no O2 mode: against our o2 it runs plain fp16 autocast, its closest recipe.
@@ -73,10 +74,10 @@ def our_step(cfg: TrainConfig, device: Device, precision: str, x: torch.Tensor, 
     """hrnet-fast's model, optimizer and step exactly as `hrnet-fast train` builds them."""
     mixed = MixedPrecision(precision, device)
     model, optimizer = build_model_and_optimizer(cfg, device, mixed)
-    step_model = torch.compile(model) if cfg.compile else model
-    criterion = nn.CrossEntropyLoss()
+    step = make_step(device.compile(model) if cfg.compile else model, nn.CrossEntropyLoss(), mixed,
+                     optimizer, cfg.graph)
     inputs = x.to(mixed.input_dtype)
-    return lambda: train_step(step_model, inputs, labels, criterion, mixed, optimizer)
+    return lambda: step(inputs, labels)
 
 
 def reset_peak_rss() -> None:
@@ -156,10 +157,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="Alternating timed rounds; the best counts.")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (timm stays eager).")
+    parser.add_argument("--graph", action="store_true",
+                        help="Replay our forward + backward from a captured graph (timm stays eager).")
+    parser.add_argument("--align-channels", default="auto", choices=ALIGN_CHOICES,
+                        help="Our channel alignment [auto: 8 on CUDA, 16 on NPU, off on the CPU].")
     parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
         parser.error("--steps and --repeats must be at least 1, --warmup at least 0")
+    if args.graph and args.warmup <= GRAPH_WARMUP_STEPS:
+        parser.error(f"--graph captures after {GRAPH_WARMUP_STEPS} eager steps: --warmup must be at least "
+                     f"{GRAPH_WARMUP_STEPS + 1} so the capture is not timed")
     return args
 
 
@@ -170,7 +178,8 @@ def main() -> None:
     precision: str = args.precision or ("amp" if device.is_accelerator else "fp32")
     batch_size: int = args.batch_size or (256 if device.is_accelerator else 8)
     cfg = resolve({"model": args.model, "batch_size": batch_size, "image_size": args.image_size,
-                   "num_classes": 1000, "compile": args.compile}, world_size=1)
+                   "num_classes": 1000, "compile": args.compile, "graph": args.graph,
+                   "align_channels": args.align_channels}, world_size=1)
     torch.manual_seed(0)
     x = torch.randn(batch_size, 3, args.image_size, args.image_size, device=device.torch_device)
     x = x.contiguous(memory_format=torch.channels_last)
@@ -191,7 +200,8 @@ def main() -> None:
                           "timm_autocast": str(TIMM_AUTOCAST[precision]), "batch_size": batch_size,
                           "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup,
                           "repeats": args.repeats,
-                          "compile": args.compile, "memory": "device max allocated" if device.is_accelerator
+                          "compile": args.compile, "graph": args.graph,
+                          "align_channels": device.channel_align(args.align_channels) or "off", "memory": "device max allocated" if device.is_accelerator
                           else "process peak RSS, both models resident", **results, "ratio": round(ratio, 3),
                           "images_per_s": results["ours"]["images_per_s"]}))
 

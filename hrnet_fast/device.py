@@ -10,15 +10,17 @@ import contextlib
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
+
+from hrnet_fast.errors import UserError
 
 KINDS = ("npu", "cuda", "cpu")
 
 
-class DeviceError(Exception):
-    """A requested device that this machine cannot provide; the message says what to do."""
+class DeviceError(UserError):
+    """A requested device or device feature this machine cannot provide; the message says what to do."""
 
 
 def import_torch_npu() -> Optional[Any]:
@@ -138,6 +140,55 @@ class Device:
         """Tell the caching allocator `tensor` is used on the current stream too."""
         if self.kind != "cpu":
             tensor.record_stream(self._module().current_stream(self.torch_device))
+
+    @contextlib.contextmanager
+    def side_stream(self) -> Iterator[None]:
+        """Run the block on a fresh stream ordered after and before the current one (what graph
+        capture wants for its warm-up steps); on the CPU just run it."""
+        stream = self.new_stream()
+        if stream is None:
+            yield
+            return
+        stream.wait_stream(self._module().current_stream(self.torch_device))
+        with self.stream_context(stream):
+            yield
+        self.wait_stream(stream)
+
+    # ---- compilation and graph capture ---------------------------------------------------------
+    def compile(self, model: torch.nn.Module, backend: Optional[str] = None) -> torch.nn.Module:
+        """torch.compile for this device, static shapes (the loader's batches never change shape).
+
+        Inductor on CUDA and the CPU (its compiled kernels are cached on disk, so a rerun or the
+        other ranks compile in seconds); on Ascend, torchair's graph backend when it is installed.
+        `backend` overrides the choice (tests use "aot_eager": tracing without code generation)."""
+        if backend is None and self.kind == "npu":
+            try:
+                torchair = importlib.import_module("torchair")
+            except ImportError:
+                raise DeviceError("--compile on an NPU needs torchair (the torch_npu graph-mode "
+                                  "package that matches your torch_npu): install it or drop --compile") from None
+            backend = torchair.get_npu_backend()
+        return torch.compile(model, backend=backend or "inductor", dynamic=False)
+
+    def graph_support(self) -> Optional[str]:
+        """None if this device can capture graphs, else why not (one line, says what to do)."""
+        if self.kind == "cpu":
+            return "graph capture needs a CUDA GPU or an Ascend NPU: drop --graph on the CPU"
+        if self.kind == "npu" and not hasattr(self._module(), "NPUGraph"):
+            return "this torch_npu has no NPUGraph (torch.npu.graph): upgrade torch_npu or drop --graph"
+        return None
+
+    def capture(self, work: Callable[[], None]) -> Callable[[], None]:
+        """Record the device work `work` launches as one graph (nothing runs now) and return the
+        graph's replay, which reruns it with a single launch: CUDA graphs, or NPUGraph (aclgraph)."""
+        reason = self.graph_support()
+        if reason:
+            raise DeviceError(reason)
+        module = self._module()
+        graph = module.CUDAGraph() if self.kind == "cuda" else module.NPUGraph()
+        with module.graph(graph):
+            work()
+        return graph.replay
 
     def synchronize(self) -> None:
         if self.kind != "cpu":

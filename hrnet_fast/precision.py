@@ -100,12 +100,38 @@ class MixedPrecision:
 
     def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """Scale, backward, unscale + finite check, step (skipped on inf/NaN), update the scale."""
+        self.backward(loss)
+        self.step(optimizer)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Scaled backward; under o2 the fp16 gradients move to the fp32 masters."""
         self.scaler.scale(loss).backward()
         if self.name == "o2":
             for master, param in zip(self.masters, self._model_params):
                 if master is not param:
                     master.grad = None if param.grad is None else param.grad.float()
                     param.grad = None
+
+    def allocate_gradients(self) -> list[torch.Tensor]:
+        """Zero gradients for every model parameter and master, to be written in place from now
+        on (a captured graph writes to fixed addresses); returns the model's gradients."""
+        for tensor in {id(t): t for t in (*self._model_params, *self.masters)}.values():
+            tensor.grad = torch.zeros_like(tensor)
+        return [p.grad for p in self._model_params]
+
+    def backward_in_place(self, loss: torch.Tensor, model_gradients: list[torch.Tensor]) -> None:
+        """`backward` into the gradients `allocate_gradients` made, with no tensor (re)assigned:
+        the same work whether run eagerly or replayed from a graph."""
+        torch._foreach_zero_(model_gradients)
+        self.scaler.scale(loss).backward()
+        if self.name == "o2":
+            pairs = [(m.grad, p.grad) for m, p in zip(self.masters, self._model_params) if m is not p]
+            if pairs:
+                torch._foreach_copy_([m for m, _ in pairs], [p for _, p in pairs])
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Unscale + finite check, step (skipped on inf/NaN), count skips, update the scale; no
+        host sync with fused optimizers (GradScaler hands them the scale and the inf flag)."""
         self.scaler.step(optimizer)
         found = sum(v for v in self.scaler._found_inf_per_device(optimizer).values()).to(torch.int64)
         self.skipped += found

@@ -26,6 +26,7 @@ from hrnet_fast.models import (create_model, load_weights, official_shapes, opti
 from hrnet_fast.precision import MixedPrecision, param_groups
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
+from hrnet_fast.step import make_step
 
 IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
 IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
@@ -55,23 +56,6 @@ def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: Mixed
     groups = param_groups(model, to_optimizer, cfg.weight_decay, cfg.no_wd_norm_bias)
     optimizer = device.sgd(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return model, optimizer
-
-
-def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterion: nn.Module,
-               precision: MixedPrecision, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """Forward, loss in fp32, scaled backward, optimizer step; returns the detached loss (no sync)."""
-    try:
-        with precision.autocast():
-            logits = model(x)
-        loss = criterion(logits.float(), labels)
-        precision.backward_and_step(loss, optimizer)
-    except RuntimeError as exc:
-        if precision.device.is_out_of_memory(exc):
-            raise UserError(f"out of memory at batch size {x.shape[0]} per device on "
-                            f"{precision.device.describe()}: try --batch-size {max(x.shape[0] // 2, 1)}") from None
-        raise
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
 
 
 class StopFlag:
@@ -133,8 +117,10 @@ class Trainer:
         self.raw_model = model
         if world.distributed:
             model = distributed.wrap_ddp(model, device)
-        self.model = torch.compile(model) if cfg.compile else model
+        self.eval_model = model  # validation runs eagerly: no compilation for its other shapes
+        self.model = device.compile(model) if cfg.compile else model
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.step_fn = self._step_function()
 
         self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
                                   rank=world.rank, world_size=world.size, num_workers=cfg.workers,
@@ -158,6 +144,13 @@ class Trainer:
         except UserError as exc:
             self.log.warn(f"no validation: {exc}")
             return None
+
+    def _step_function(self):
+        """`step(x, labels) -> loss`: eager, or replayed from a captured graph with --graph."""
+        if self.cfg.graph and self.world.distributed:
+            raise UserError("--graph captures one process's step; multi-device runs (DDP) are not "
+                            "captured yet: drop --graph, or run one process")
+        return make_step(self.model, self.criterion, self.precision, self.optimizer, self.cfg.graph)
 
     def _resume(self) -> None:
         path = checkpoint.find_resume(self.cfg.resume, self.run_dir)
@@ -258,7 +251,7 @@ class Trainer:
             lr = lr_at(cfg, self.epoch + self.batch_in_epoch / steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum += train_step(self.model, x, labels, self.criterion, self.precision, self.optimizer)
+            loss_sum += self.step_fn(x, labels)
             interval_steps += 1
             self.step += 1
             self.batch_in_epoch += 1
@@ -294,6 +287,9 @@ class Trainer:
             raise UserError(f"{bad} steps in a row had a non-finite loss or gradient (skipped): the run "
                             "diverged; lower --lr, use --precision fp32/bf16, or resume from an earlier checkpoint")
         rate = meter.last_rate
+        if meter.intervals == 1 and (self.cfg.compile or self.cfg.graph):
+            self.log.print(f"first {n} steps took {meter.all_seconds:.1f} s, compilation and graph capture "
+                           "included (FPS leaves this interval out)")
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
         self.log.metrics({"kind": "train", "epoch": self.epoch, "step": self.step, "loss": loss, "lr": lr,
                           "images_per_s": rate, "data_wait_share": meter.last_wait_share,
@@ -329,7 +325,7 @@ class Trainer:
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype,
                                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        return evaluate(self.model, batches, self.device, self.precision.autocast)
+        return evaluate(self.eval_model, batches, self.device, self.precision.autocast)
 
     def _progress(self, total: int, initial: int):
         from tqdm import tqdm

@@ -170,3 +170,16 @@ def test_models_command_json():
     assert [row["model"] for row in report["models"]] == list(MODEL_NAMES)
     assert all(row["flops"] == 2 * row["macs"] > 0 for row in report["models"])
     assert report["models"][2]["params"] == 21_299_004
+
+
+def test_models_command_reports_the_aligned_sizes():
+    result = CliRunner().invoke(cli, ["models", "--json", "--image-size", "64", "--align-channels", "8"])
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.output.strip().splitlines()[-1])["models"]}
+    w18 = rows["hrnet_w18"]
+    assert w18["aligned_branch_channels"] == [24, 40, 72, 144]
+    aligned = create_model("hrnet_w18", align=8)
+    assert w18["aligned_params"] == count_params(aligned) > w18["params"]
+    assert w18["aligned_macs"] > w18["macs"]
+    small = rows["hrnet_w18_small_v1"]  # 16/32/64/128: aligned already, nothing changes
+    assert (small["aligned_params"], small["aligned_macs"]) == (small["params"], small["macs"])

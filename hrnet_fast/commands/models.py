@@ -12,28 +12,43 @@ _PAPER_UNIT = 2**30  # the HRNet paper's "GFLOPs" are multiply-adds in units of 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (exact counts) as the last line.")
 @click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
               help="Side of the square input the compute is counted for.")
-def models(as_json: bool, image_size: int) -> None:
+@click.option("--align-channels", type=click.Choice(["8", "16"]),
+              help="Also show each model as it runs with channels aligned to this multiple.")
+def models(as_json: bool, image_size: int, align_channels: str | None) -> None:
     """List every HRNet config: params (M), GMACs and GFLOPs for one image (1000 classes).
 
     GFLOPs = 2 x GMACs, as torch's FlopCounterMode counts; the paper's "GFLOPs" column is
-    multiply-adds / 2^30 and is shown as GFLOPs(paper).
+    multiply-adds / 2^30 and is shown as GFLOPs(paper). With --align-channels, the branch widths
+    and the size and compute of the zero-padded model that train, eval and bench run by default
+    on accelerators (8 on CUDA, 16 on NPU); checkpoints keep the official sizes.
     """
-    from hrnet_fast.models import MODEL_NAMES, measure  # torch only when the command runs
+    from hrnet_fast.models import MODEL_NAMES, aligned_config, get_config, measure  # torch only when run
 
+    align = int(align_channels) if align_channels else None
     rows = []
     for name in MODEL_NAMES:
         params, macs = measure(name, image_size)
-        rows.append({"model": name, "params": params, "macs": macs, "flops": 2 * macs})
+        row = {"model": name, "params": params, "macs": macs, "flops": 2 * macs}
+        if align:
+            row["aligned_params"], row["aligned_macs"] = measure(name, image_size, align)
+            row["branch_channels"] = list(get_config(name).branch_channels)
+            row["aligned_branch_channels"] = list(aligned_config(get_config(name), align).branch_channels)
+        rows.append(row)
     if as_json:
-        click.echo(json.dumps({"image_size": image_size, "models": rows}))
+        click.echo(json.dumps({"image_size": image_size, "align_channels": align, "models": rows}))
         return
     header = f"{'model':<20}{'params (M)':>12}{'GMACs':>9}{'GFLOPs':>9}{'GFLOPs(paper)':>15}"
+    if align:
+        header += f"  {'branch widths':<18}{f'aligned to {align}':<20}{'params (M)':>11}{'GMACs':>9}"
     click.echo(header)
     for row in rows:
-        click.echo(
-            f"{row['model']:<20}{row['params'] / 1e6:>12.1f}{row['macs'] / 1e9:>9.2f}"
-            f"{row['flops'] / 1e9:>9.2f}{row['macs'] / _PAPER_UNIT:>15.2f}"
-        )
+        line = (f"{row['model']:<20}{row['params'] / 1e6:>12.1f}{row['macs'] / 1e9:>9.2f}"
+                f"{row['flops'] / 1e9:>9.2f}{row['macs'] / _PAPER_UNIT:>15.2f}")
+        if align:
+            widths, aligned = ("/".join(map(str, row[k])) for k in ("branch_channels", "aligned_branch_channels"))
+            line += (f"  {widths:<18}{aligned:<20}{row['aligned_params'] / 1e6:>11.1f}"
+                     f"{row['aligned_macs'] / 1e9:>9.2f}")
+        click.echo(line)
     click.echo(f"Compute for one {image_size}x{image_size} image. GMACs: multiply-adds / 1e9; "
                "GFLOPs: 2 x GMACs (torch FlopCounterMode).")
     click.echo("GFLOPs(paper): multiply-adds / 2^30, the unit of the HRNet paper's GFLOPs column "

@@ -5,7 +5,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hrnet_fast.models.factory import create_model
+from hrnet_fast.models.align import aligned_config
+from hrnet_fast.models.config import get_config
+from hrnet_fast.models.hrnet import HRNet
 
 
 def count_params(model: nn.Module) -> int:
@@ -13,10 +15,12 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure(name: str, image_size: int = 224) -> tuple[int, int]:
-    """(parameters, multiply-adds) of `name` (1000 classes) for one image_size x image_size image."""
+def measure(name: str, image_size: int = 224, align: int | None = None) -> tuple[int, int]:
+    """(parameters, multiply-adds) of `name` (1000 classes) for one image_size x image_size image;
+    with `align`, of the channel-aligned model as it runs (zero padding counted as work)."""
+    config = get_config(name) if align is None else aligned_config(get_config(name), align)
     with torch.device("meta"):
-        model = create_model(name).eval()
+        model = HRNet(config, 1000).eval()
         image = torch.empty(1, 3, image_size, image_size)
     params = count_params(model)
     _drop_batchnorm(model)

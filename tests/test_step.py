@@ -1,0 +1,168 @@
+"""The captured step (`--graph`) against the eager one, on the CPU with a stand-in graph.
+
+The stand-in has a real graph's contract: capture runs nothing, replay runs the recorded work.
+So a step that forgot to replay, replayed twice, captured work the graph cannot own (the
+optimizer step), or dropped gradients the graph writes into, ends with other weights than the
+eager run, or fails the static-gradient check. What it cannot show is kernel-level capture
+safety; tests/test_cuda.py does that on a GPU.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import run_cli
+from hrnet_fast.device import Device
+from hrnet_fast.errors import UserError
+from hrnet_fast.models import HRNet, HRNetConfig
+from hrnet_fast.precision import MixedPrecision, param_groups
+from hrnet_fast.step import GraphedStep, make_step, train_step
+
+CPU = Device("cpu")
+TINY = HRNetConfig("tiny", layer1_blocks=1, layer1_planes=8, stage_modules=(1, 1, 1), blocks_per_branch=1,
+                   branch_channels=(8, 16, 24, 32), stem_channels=16, head_planes=(4, 8, 12, 16), num_features=64)
+CLASSES = 5
+
+
+class StandInGraph:
+    """Records `work` at capture without running it; replay runs it."""
+
+    def __init__(self) -> None:
+        self.captures = 0
+        self.replays = 0
+
+    def capture(self, work):
+        self.captures += 1
+
+        def replay() -> None:
+            self.replays += 1
+            work()
+        return replay
+
+
+@pytest.fixture
+def stand_in(monkeypatch) -> StandInGraph:
+    graph = StandInGraph()
+    monkeypatch.setattr(Device, "graph_support", lambda self: None)
+    monkeypatch.setattr(Device, "capture", lambda device, work: graph.capture(work))
+    return graph
+
+
+def _build(mode: str):
+    torch.manual_seed(0)
+    model = HRNet(TINY, CLASSES).to(memory_format=torch.channels_last)
+    precision = MixedPrecision(mode, CPU)
+    precision.cast_model(model)
+    to_optimizer = precision.optimizer_params(model)
+    optimizer = CPU.sgd(param_groups(model, to_optimizer, 1e-4, no_wd_norm_bias=True), lr=0.1,
+                        momentum=0.9, nesterov=True)
+    return model, precision, optimizer
+
+
+def _batches(steps: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(6, 3, 32, 32, generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
+        yield x, torch.randint(0, CLASSES, (6,), generator=generator)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "amp", "o2"])
+def test_graphed_steps_equal_eager_steps(stand_in, mode):
+    steps, warmup = 7, 2
+    criterion = nn.CrossEntropyLoss()
+    eager_model, eager_precision, eager_optimizer = _build(mode)
+    eager_losses = [train_step(eager_model, x, y, criterion, eager_precision, eager_optimizer)
+                    for x, y in _batches(steps, eager_precision.input_dtype)]
+
+    model, precision, optimizer = _build(mode)
+    step = GraphedStep(model, criterion, precision, optimizer, warmup=warmup)
+    losses, gradients = [], []
+    for x, y in _batches(steps, precision.input_dtype):
+        losses.append(step(x, y))
+        if step.captured:
+            gradients.append([p.grad for group in optimizer.param_groups for p in group["params"]])
+
+    assert stand_in.captures == 1 and stand_in.replays == steps - warmup
+    # every replay writes into the gradients the capture made: same tensors, none dropped
+    assert all(g is not None for g in gradients[0])
+    assert all(all(a is b for a, b in zip(gradients[0], later)) for later in gradients[1:])
+    assert torch.equal(torch.stack(losses), torch.stack(eager_losses))
+    want, got = eager_precision.master_state_dict(eager_model), precision.master_state_dict(model)
+    for key, value in want.items():
+        assert torch.equal(value, got[key]), key
+    # amp and o2 start at scale 2^16 and skip their first overflowing steps: the same ones
+    assert int(precision.skipped) == int(eager_precision.skipped)
+    assert precision.scaler.get_scale() == eager_precision.scaler.get_scale()
+
+
+def test_a_captured_step_refuses_another_shape(stand_in):
+    model, precision, optimizer = _build("fp32")
+    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer, warmup=0)
+    x, y = next(_batches(1, torch.float32))
+    step(x, y)
+    with pytest.raises(RuntimeError, match="static shapes"):
+        step(x[:4], y[:4])
+
+
+def test_graphs_need_an_accelerator():
+    model, precision, optimizer = _build("fp32")
+    with pytest.raises(UserError, match="CUDA GPU or an Ascend NPU"):
+        GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer)
+
+
+def test_train_graph_on_the_cpu_is_one_line(tiny_shards, tmp_path):
+    result = run_cli("-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(tmp_path / "run"),
+                     "--model", "hrnet_w18_small_v1", "--image-size", "32", "--batch-size", "8", "--workers", "1",
+                     "--device", "cpu", "--stop-step", "1", "--graph", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "drop --graph" in result.stderr
+
+
+# ---- torch.compile ---------------------------------------------------------------------------------
+# Inductor needs ~100 s on 2 cores for even a tiny HRNet, so these trace with "aot_eager": Dynamo
+# and AOTAutograd see the whole model and its backward (graph breaks, mutations of BatchNorm
+# buffers, channels_last), but no kernels are generated. The inductor path runs in benchmarks.
+@pytest.mark.parametrize("graph", [False, True])
+def test_compiled_steps_follow_eager_steps(stand_in, graph):
+    """Traced BatchNorm rounds differently (~1e-7), and this tiny net at lr 0.1 on noise amplifies
+    that ~30x per step, so two steps, each tensor to 1e-4 of its scale; a step that lost or doubled
+    an update would be off by the update itself, ~1e-2."""
+    steps = 2
+    criterion = nn.CrossEntropyLoss()
+    initial, _, _ = _build("fp32")
+    eager_model, eager_precision, eager_optimizer = _build("fp32")
+    for x, y in _batches(steps, torch.float32):
+        train_step(eager_model, x, y, criterion, eager_precision, eager_optimizer)
+
+    model, precision, optimizer = _build("fp32")
+    compiled = CPU.compile(model, backend="aot_eager")
+    step = (GraphedStep(compiled, criterion, precision, optimizer, warmup=0) if graph
+            else make_step(compiled, criterion, precision, optimizer))
+    for x, y in _batches(steps, torch.float32):
+        step(x, y)
+    start, want, got = initial.state_dict(), eager_model.state_dict(), model.state_dict()
+    moved = 0.0
+    for key, value in want.items():
+        if value.is_floating_point():
+            scale = value.abs().max().clamp_min(1e-3)
+            assert (value - got[key]).abs().max() <= 1e-4 * scale, key
+            moved = max(moved, float((value - start[key]).abs().max() / scale))
+    assert moved > 1e-2
+
+
+def test_train_with_compile_saves_official_keys(tiny_shards, tmp_path, monkeypatch, capsys):
+    """--compile in the trainer: it runs, logs its warm-up, and checkpoints keep plain keys."""
+    from hrnet_fast.models import create_model
+    from hrnet_fast.train import train
+
+    real_compile = Device.compile
+    monkeypatch.setattr(Device, "compile", lambda self, model, backend=None: real_compile(self, model, "aot_eager"))
+    out = tmp_path / "run"
+    summary = train({"shards": str(tiny_shards), "out": str(out), "model": "hrnet_w18_small_v1", "image_size": 32,
+                     "batch_size": 8, "workers": 0, "device": "cpu", "stop_step": 3, "log_interval": 1,
+                     "compile": True})
+    assert summary.steps == 3
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+    create_model("hrnet_w18_small_v1", num_classes=10).load_state_dict(state, strict=True)
+    assert "compilation and graph capture included" in capsys.readouterr().out
