@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Download, where PyPI is reachable, the wheels benchmarks/gpu.sh installs on an offline GPU
-# machine: hrnet-fast's runtime dependencies (ranges from pyproject.toml) and webdataset's, for
+# machine: hrnet-fast's runtime dependencies (ranges from pyproject.toml), webdataset's and
+# pytest's (for tests/test_cuda.py), for
 # CPython 3.10-3.12 on x86-64 Linux. torch, torchvision, numpy and Pillow come with the GPU
 # machine's torch install, so they are left out (--no-deps keeps pip from pulling them in).
 #
@@ -18,7 +19,8 @@ mapfile -t PACKAGES < <("$PYTHON" - <<'PY'
 import re, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 provided = {"torch", "torchvision", "numpy"}
-for dep in deps + ["braceexpand", "pyyaml"]:  # webdataset's own dependencies
+# webdataset's own dependencies, and pytest's for tests/test_cuda.py
+for dep in deps + ["braceexpand", "pyyaml", "pytest", "iniconfig", "pluggy", "packaging"]:
     if re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower() not in provided:
         print(dep)
 PY

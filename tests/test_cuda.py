@@ -95,9 +95,12 @@ def test_the_prefetcher_normalizes_on_the_device(cuda):
     assert torch.allclose(x.cpu(), expected, atol=1e-5) and torch.equal(y.cpu(), labels)
 
 
-def test_train_with_graph_capture(tiny_shards, tmp_path):
+def test_train_with_graph_capture(tmp_path):
+    from shardgen import make_shards  # generated images: no scikit-learn needed on the GPU machine
+
+    shards = make_shards(tmp_path / "shards", train=256, val=64, shard_size=32, num_classes=10)
     out = tmp_path / "run"
-    result = run_cli("-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(out),
+    result = run_cli("-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out),
                      "--model", "hrnet_w18_small_v1", "--image-size", "64", "--batch-size", "16", "--workers", "2",
                      "--device", "cuda", "--epochs", "2", "--log-interval", "5", "--graph")
     assert "FPS" in result.stdout and "graph capture included" in result.stdout
