@@ -42,6 +42,19 @@ def load(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """The run configuration stored in checkpoint `path`, without reading its tensors (mmap)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a loadable checkpoint ({type(exc).__name__}); "
+                        "was it written completely by hrnet-fast?") from None
+    config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is not a training checkpoint of hrnet-fast: start a fresh run (new --out)")
+    return config
+
+
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {

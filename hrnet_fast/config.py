@@ -77,6 +77,23 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# Not taken from a resumed run: where and how this process runs, not what the run computes.
+RUN_LOCAL = ("out", "resume", "stop_step", "device", "compile", "graph", "tensorboard",
+             "world_size", "global_batch", "base_lr")
+
+
+def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Resume: settings the command line leaves unset (None) come from the run's saved config, so
+    `--resume auto` continues the same recipe, batch, precision and loader layout (the loader's
+    position depends on --workers) without repeating every flag. Another --recipe brings its own
+    values instead of the run's. Returns the merged overrides and the names taken from the run."""
+    known = {f.name for f in fields(TrainConfig)} - set(RUN_LOCAL)
+    if overrides.get("recipe") not in (None, saved.get("recipe")):  # a new recipe brings its own values
+        known -= {key for recipe in RECIPES.values() for key in recipe}
+    taken = [k for k, v in saved.items() if k in known and overrides.get(k) is None and v is not None]
+    return {**overrides, **{k: saved[k] for k in taken}}, taken
+
+
 def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:
     """Recipe values, then the user's flags (those not None), then derived fields."""
     recipe_name = overrides.get("recipe") or "reference"

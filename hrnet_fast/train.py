@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hrnet_fast import checkpoint, distributed
-from hrnet_fast.config import TrainConfig, resolve
+from hrnet_fast.config import TrainConfig, inherit, resolve
 from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, open_source
 from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.errors import UserError
@@ -85,6 +85,11 @@ def train(overrides: dict[str, Any]) -> TrainSummary:
     """Resolve the configuration, set up device and process group, run, and tear down."""
     world = distributed.world_from_env()
     device = resolve_device(overrides.get("device") or "auto")
+    resume_from = checkpoint.find_resume(overrides.get("resume"), Path(overrides.get("out") or TrainConfig.out))
+    if resume_from is not None:
+        overrides, taken = inherit(overrides, checkpoint.read_config(resume_from))
+        if taken and world.is_main:
+            print(f"resuming {resume_from}: {', '.join(taken)} as the run had them (flags override)", flush=True)
     cfg = resolve(overrides, world.size)
     device.activate()
     distributed.init(device, world)

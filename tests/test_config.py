@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from hrnet_fast.config import resolve
+from hrnet_fast.config import inherit, resolve
 from hrnet_fast.errors import UserError
 from hrnet_fast.schedule import lr_at
 
@@ -44,3 +44,19 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_bad_settings_are_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         resolve(bad, world_size=1)
+
+
+def test_resume_inherits_what_the_command_line_leaves_unset():
+    saved = resolve({"recipe": "cosine", "batch_size": 4, "workers": 3, "stop_step": 2, "graph": True}, 1).to_json()
+    merged, taken = inherit({"recipe": None, "batch_size": None, "epochs": 7, "stop_step": 9}, saved)
+    cfg = resolve(merged, 1)
+    assert (cfg.recipe, cfg.batch_size, cfg.workers, cfg.no_wd_norm_bias, cfg.label_smoothing) == ("cosine", 4, 3, True, 0.1)
+    assert cfg.epochs == 7 and cfg.stop_step == 9 and not cfg.graph  # given flags win; run-local not inherited
+    assert "epochs" not in taken and "stop_step" not in taken and "batch_size" in taken
+
+
+def test_resume_with_another_recipe_takes_that_recipes_values():
+    saved = resolve({"recipe": "cosine", "workers": 3}, 1).to_json()
+    cfg = resolve(inherit({"recipe": "reference"}, saved)[0], 1)
+    assert (cfg.recipe, cfg.label_smoothing, cfg.no_wd_norm_bias, cfg.schedule) == ("reference", 0.0, False, "step")
+    assert cfg.workers == 3

@@ -34,7 +34,8 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--workers", type=int, help="Loader worker processes per device [4].")
 @click.option("--shuffle-buffer", type=int, help="Samples in the shuffle buffer per worker [4096].")
 @click.option("--out", help="Run directory [runs/MODEL].")
-@click.option("--resume", help="auto (continue --out's last.pt if any) or a checkpoint path.")
+@click.option("--resume", help="auto (continue --out's last.pt if any) or a checkpoint path; flags "
+              "not given come from the run's saved config.")
 @click.option("--stop-step", type=int, help="End after N steps (performance mode).")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--seed", type=int, help="Seed for model init and data order [0].")
@@ -53,8 +54,13 @@ def train(**flags) -> None:
     Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/last.pt and best.pt, and ends with
     `FPS <number>` (global batch / step time after warm-up, data waiting included).
     """
+    from hrnet_fast.config import TrainConfig
     from hrnet_fast.train import train as run_training
 
+    context = click.get_current_context()
+    for name in ("shards", "model", "recipe"):  # defaults count as unset: a resumed run keeps its own
+        if context.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+            flags[name] = None
     flags["compile"] = flags.pop("compile_")
-    flags["out"] = flags["out"] or f"runs/{flags['model']}"
+    flags["out"] = flags["out"] or f"runs/{flags['model'] or TrainConfig.model}"
     run_training(flags)
