@@ -66,3 +66,44 @@ def test_cpu_device_runs_stream_code_paths_as_no_ops():
     dev.synchronize()
     assert dev.default_precision() == "fp32" and dev.max_memory_allocated() == 0
     assert type(dev.sgd([torch.nn.Parameter(torch.zeros(1))], lr=0.1)) is torch.optim.SGD
+
+
+class FakeGraph:
+    """torch.npu.NPUGraph's surface: capture records what the context block launches."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+def test_npu_graph_capture_uses_npugraph(stub_npu, monkeypatch):
+    captured = []
+
+    class Capture:  # torch.npu.graph(graph): a context manager that records the block
+        def __init__(self, graph):
+            self.graph = graph
+
+        def __enter__(self):
+            captured.append(self.graph)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.npu, "NPUGraph", FakeGraph, raising=False)
+    monkeypatch.setattr(torch.npu, "graph", Capture, raising=False)
+    work = []
+    replay = Device("npu").capture(lambda: work.append("launched"))
+    assert work == ["launched"] and len(captured) == 1  # the block ran inside the capture context
+    replay()
+    assert captured[0].replays == 1
+
+
+def test_graphs_and_compile_explain_what_is_missing(stub_npu, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchair", None)  # not installed, even where it is
+    assert "upgrade torch_npu" in Device("npu").graph_support()  # the stub has no NPUGraph
+    assert "drop --graph" in Device("cpu").graph_support()
+    with pytest.raises(DeviceError, match="torchair"):
+        Device("npu").compile(torch.nn.Linear(2, 2))
+    assert Device("cuda").graph_support() is None
