@@ -158,8 +158,8 @@ class Device:
     def compile(self, model: torch.nn.Module, backend: Optional[str] = None) -> torch.nn.Module:
         """torch.compile for this device, static shapes (the loader's batches never change shape).
 
-        Inductor on CUDA and the CPU (its compiled kernels are cached on disk, so a rerun or the
-        other ranks compile in seconds); on Ascend, torchair's graph backend when it is installed.
+        Inductor on CUDA and the CPU (its compiled kernels are cached on disk, so a rerun compiles
+        in seconds); on Ascend, torchair's graph backend when it is installed.
         `backend` overrides the choice (tests use "aot_eager": tracing without code generation)."""
         if backend is None and self.kind == "npu":
             try:

@@ -119,8 +119,11 @@ class GraphedStep:
         self._replay = self.device.capture(work)
 
 
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def make_step(model: nn.Module, criterion: nn.Module, precision: MixedPrecision,
-              optimizer: torch.optim.Optimizer, graph: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+              optimizer: torch.optim.Optimizer, graph: bool = False) -> Step:
     """`step(x, labels) -> loss` as train, bench and the benchmarks run it: eager or captured."""
     if graph:
         return GraphedStep(model, criterion, precision, optimizer)

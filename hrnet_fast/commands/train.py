@@ -46,7 +46,8 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--sync-bn", is_flag=True, default=None, help="SyncBatchNorm across ranks.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default=None, help=ALIGN_HELP)
-@click.option("--graph", is_flag=True, default=None, help="Replay forward + backward from a captured CUDA/NPU graph (one process).")
+@click.option("--graph", is_flag=True, default=None,
+              help="Replay forward + backward from a captured CUDA/NPU graph (one process).")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to RUN_DIR/tensorboard.")
 def train(**flags) -> None:
     """Train an HRNet on packed shards: one process, or one per device under torchrun.
