@@ -214,6 +214,7 @@ class Trainer:
         if self.epoch >= cfg.epochs:
             self.log.print(f"{self.run_dir} already finished its {cfg.epochs} epochs: raise --epochs to go on")
         meter = RateMeter(cfg.global_batch)
+        self._first_step = self.step
         stopped = False
         with StopFlag() as stop:
             while self.epoch < cfg.epochs and not self._stop_step_reached():
@@ -292,9 +293,8 @@ class Trainer:
             raise UserError(f"{bad} steps in a row had a non-finite loss or gradient (skipped): the run "
                             "diverged; lower --lr, use --precision fp32/bf16, or resume from an earlier checkpoint")
         rate = meter.last_rate
-        if meter.intervals == 1 and (self.cfg.compile or self.cfg.graph):
-            self.log.print(f"first {n} steps took {meter.all_seconds:.1f} s, compilation and graph capture "
-                           "included (FPS leaves this interval out)")
+        if self.cfg.compile or self.cfg.graph:
+            self._report_warmup(meter)
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
         self.log.metrics({"kind": "train", "epoch": self.epoch, "step": self.step, "loss": loss, "lr": lr,
                           "images_per_s": rate, "data_wait_share": meter.last_wait_share,
@@ -302,6 +302,24 @@ class Trainer:
         if time.monotonic() - self._last_save > self.cfg.ckpt_minutes * 60:
             self._checkpoint()
             self._last_save = time.monotonic()
+
+    def _report_warmup(self, meter: "RateMeter") -> None:
+        """Compilation and capture against the run length: what they cost, and what share of
+        this run that is (from the second interval's steady step time)."""
+        if meter.intervals == 1:
+            self.log.print(f"first {meter.first_steps} steps took {meter.first_seconds:.1f} s, compilation "
+                           "or graph capture included (FPS leaves this interval out)")
+        elif meter.intervals == 2:
+            step_seconds = meter.timed_seconds / meter.timed_steps
+            overhead = max(meter.first_seconds - meter.first_steps * step_seconds, 0.0)
+            planned = self.cfg.epochs * self.steps_per_epoch
+            if self.cfg.stop_step is not None:
+                planned = min(planned, self.cfg.stop_step)
+            run_seconds = (planned - self._first_step) * step_seconds + overhead
+            share = overhead / max(run_seconds, 1e-9)
+            hint = ": for runs this short, leave --compile / --graph off" if share > 0.1 else ""
+            self.log.print(f"warm-up cost {overhead:.1f} s, {share:.1%} of this run "
+                           f"({planned - self._first_step} steps at {step_seconds * 1000:.0f} ms){hint}")
 
     def _end_epoch(self, meter: "RateMeter") -> None:
         epoch_done = self.epoch
@@ -349,6 +367,8 @@ class RateMeter:
         self.intervals = 0
         self.timed_steps = 0
         self.timed_seconds = 0.0
+        self.first_steps = 0
+        self.first_seconds = 0.0
         self.all_steps = 0
         self.all_seconds = 0.0
         self.data_wait = 0.0
@@ -371,6 +391,8 @@ class RateMeter:
         if self.intervals > 0:
             self.timed_steps += steps
             self.timed_seconds += seconds
+        else:
+            self.first_steps, self.first_seconds = steps, seconds
         self.intervals += 1
 
     def take_epoch_seconds(self) -> float:
