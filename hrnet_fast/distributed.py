@@ -5,6 +5,7 @@ import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -48,6 +49,22 @@ def wrap_ddp(model: torch.nn.Module, device: Device) -> torch.nn.Module:
         "broadcast_buffers": False}
     ids = [device.index] if device.is_accelerator else None
     return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True, **no_buffer_sync)
+
+
+def broadcast_from_main(tensors: Iterable[torch.Tensor]) -> None:
+    """Every rank starts from rank 0's values (parameters, buffers, o2 masters), as DDP's
+    constructor ensures; for runs that average gradients themselves (graph capture)."""
+    with torch.no_grad():
+        for tensor in {id(t): t for t in tensors}.values():
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(flat_gradients: list[torch.Tensor]) -> None:
+    """Average gradients across ranks: one all-reduce per flat buffer, divided first, as DDP does."""
+    world_size = dist.get_world_size()
+    for flat in flat_gradients:
+        flat.div_(world_size)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
 
 
 def shutdown() -> None:

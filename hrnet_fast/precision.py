@@ -112,12 +112,25 @@ class MixedPrecision:
                     master.grad = None if param.grad is None else param.grad.float()
                     param.grad = None
 
-    def allocate_gradients(self) -> list[torch.Tensor]:
+    def allocate_gradients(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Zero gradients for every model parameter and master, to be written in place from now
-        on (a captured graph writes to fixed addresses); returns the model's gradients."""
-        for tensor in {id(t): t for t in (*self._model_params, *self.masters)}.values():
-            tensor.grad = torch.zeros_like(tensor)
-        return [p.grad for p in self._model_params]
+        on (a captured graph writes to fixed addresses). The optimizer's gradients are views into
+        one flat buffer per dtype, with their parameter's strides, so averaging them across
+        processes is one all-reduce. Returns the model's gradients and those flat buffers."""
+        optimized = list({id(t): t for t in self.masters}.values())
+        flats = []
+        for dtype in dict.fromkeys(t.dtype for t in optimized):
+            tensors = [t for t in optimized if t.dtype == dtype]
+            flat = torch.zeros(sum(t.numel() for t in tensors), dtype=dtype, device=tensors[0].device)
+            offset = 0
+            for tensor in tensors:
+                tensor.grad = flat.as_strided(tensor.shape, tensor.stride(), offset)
+                offset += tensor.numel()
+            flats.append(flat)
+        for param, master in zip(self._model_params, self.masters):
+            if master is not param:  # o2's fp16 weights: gradients of their own, copied to the masters
+                param.grad = torch.zeros_like(param)
+        return [p.grad for p in self._model_params], flats
 
     def backward_in_place(self, loss: torch.Tensor, model_gradients: list[torch.Tensor]) -> None:
         """`backward` into the gradients `allocate_gradients` made, with no tensor (re)assigned:

@@ -18,7 +18,7 @@ from hrnet_fast.errors import UserError
 from hrnet_fast.precision import MixedPrecision
 
 # Eager steps before capture: cuDNN autotuning, lazy initialisation and the allocator settle
-# first (the PyTorch CUDA-graph notes ask for a few; DDP would need 11, it is not graphed).
+# first (the PyTorch CUDA-graph notes ask for a few; DDP would need 11, but it is not used).
 GRAPH_WARMUP_STEPS = 3
 
 
@@ -53,28 +53,35 @@ def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterio
 class GraphedStep:
     """`train_step` with forward, loss and backward captured once and replayed every step after.
 
-    The first GRAPH_WARMUP_STEPS calls train eagerly on a side stream. The next call copies its
-    batch into static input buffers, captures, and from then on every call copies its batch into
-    those buffers and replays. Everything the graph writes lives at addresses fixed before
-    capture (inputs, gradients, the loss) and is written in place, so replaying the kernels and
-    rerunning the Python are the same work. Steps are real from the first call on: the same
-    math, in the same order, as `train_step`.
+    Everything the graph writes lives at addresses fixed before the first step (static input
+    buffers, the gradients, the loss) and is written in place, so replaying the kernels and
+    rerunning the Python are the same work. The first GRAPH_WARMUP_STEPS calls run that work
+    eagerly on a side stream (cuDNN autotuning, lazy initialisation); the next captures it, and
+    every call copies its batch into the static buffers and replays. Steps are real from the
+    first call on: the same math, in the same order, as `train_step`.
+
+    With several processes there is no DDP (its hooks run inside backward): `reduce_gradients`
+    averages the optimizer's gradients, which sit in one flat buffer per dtype, with a single
+    all-reduce each between the replay and the optimizer step.
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, precision: MixedPrecision,
-                 optimizer: torch.optim.Optimizer, warmup: int = GRAPH_WARMUP_STEPS) -> None:
+                 optimizer: torch.optim.Optimizer, warmup: int = GRAPH_WARMUP_STEPS,
+                 reduce_gradients: Optional[Callable[[list[torch.Tensor]], None]] = None) -> None:
         reason = precision.device.graph_support()
         if reason:
             raise UserError(reason)
         self.model, self.criterion, self.precision, self.optimizer = model, criterion, precision, optimizer
         self.device = precision.device
         self.warmup = warmup
+        self.reduce_gradients = reduce_gradients
         self.calls = 0
         self._replay: Optional[Callable[[], None]] = None
         self._x: Optional[torch.Tensor] = None
         self._labels: Optional[torch.Tensor] = None
         self._loss: Optional[torch.Tensor] = None
         self._model_gradients: list[torch.Tensor] = []
+        self._flat_gradients: list[torch.Tensor] = []
 
     @property
     def captured(self) -> bool:
@@ -82,20 +89,32 @@ class GraphedStep:
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self._replay is None and self.calls <= self.warmup:
-            with self.device.side_stream():
-                return train_step(self.model, x, labels, self.criterion, self.precision, self.optimizer)
         try:
-            if self._replay is None:
-                self._capture(x, labels)
+            if self._x is None:
+                self._allocate(x, labels)
             self._fill(x, labels)
-            self._replay()
+            if self._replay is not None:
+                self._replay()
+            elif self.calls <= self.warmup:
+                with self.device.side_stream():
+                    self._work()
+            else:
+                self.device.synchronize()
+                self._replay = self.device.capture(self._work)
+                self._replay()
+            if self.reduce_gradients is not None:
+                self.reduce_gradients(self._flat_gradients)
             self.precision.step(self.optimizer)
         except RuntimeError as exc:
             if self.device.is_out_of_memory(exc):
                 raise _out_of_memory(self.precision, x.shape[0]) from None
             raise
         return self._loss.clone()
+
+    def _allocate(self, x: torch.Tensor, labels: torch.Tensor) -> None:
+        self._x, self._labels = torch.empty_like(x), torch.empty_like(labels)
+        self._loss = torch.zeros((), device=x.device)
+        self._model_gradients, self._flat_gradients = self.precision.allocate_gradients()
 
     def _fill(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         if x.shape != self._x.shape or labels.shape != self._labels.shape:
@@ -104,27 +123,21 @@ class GraphedStep:
         self._x.copy_(x)
         self._labels.copy_(labels)
 
-    def _capture(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        """Record forward, loss and backward on static buffers; nothing runs until replay."""
-        self._x, self._labels = torch.empty_like(x), torch.empty_like(labels)
-        self._loss = torch.zeros((), device=x.device)
-        self._model_gradients = self.precision.allocate_gradients()
-        self.device.synchronize()
-
-        def work() -> None:
-            loss = forward_loss(self.model, self._x, self._labels, self.criterion, self.precision)
-            self.precision.backward_in_place(loss, self._model_gradients)
-            self._loss.copy_(loss.detach())
-
-        self._replay = self.device.capture(work)
+    def _work(self) -> None:
+        """Forward, loss and backward on the static buffers: what the graph records."""
+        loss = forward_loss(self.model, self._x, self._labels, self.criterion, self.precision)
+        self.precision.backward_in_place(loss, self._model_gradients)
+        self._loss.copy_(loss.detach())
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def make_step(model: nn.Module, criterion: nn.Module, precision: MixedPrecision,
-              optimizer: torch.optim.Optimizer, graph: bool = False) -> Step:
-    """`step(x, labels) -> loss` as train, bench and the benchmarks run it: eager or captured."""
+              optimizer: torch.optim.Optimizer, graph: bool = False,
+              reduce_gradients: Optional[Callable[[list[torch.Tensor]], None]] = None) -> Step:
+    """`step(x, labels) -> loss` as train, bench and the benchmarks run it: eager or captured
+    (with `reduce_gradients` averaging gradients across processes when captured without DDP)."""
     if graph:
-        return GraphedStep(model, criterion, precision, optimizer)
+        return GraphedStep(model, criterion, precision, optimizer, reduce_gradients=reduce_gradients)
     return lambda x, labels: train_step(model, x, labels, criterion, precision, optimizer)

@@ -120,7 +120,9 @@ class Trainer:
         model, self.optimizer = build_model_and_optimizer(cfg, device, self.precision,
                                                           sync_bn=cfg.sync_bn and world.distributed)
         self.raw_model = model
-        if world.distributed:
+        if world.distributed and cfg.graph:  # DDP's hooks cannot run inside a captured backward
+            distributed.broadcast_from_main([*model.parameters(), *model.buffers(), *self.precision.masters])
+        elif world.distributed:
             model = distributed.wrap_ddp(model, device)
         self.eval_model = model  # validation runs eagerly: no compilation for its other shapes
         self.model = device.compile(model) if cfg.compile else model
@@ -152,10 +154,14 @@ class Trainer:
 
     def _step_function(self):
         """`step(x, labels) -> loss`: eager, or replayed from a captured graph with --graph."""
+        reduce_gradients = None
         if self.cfg.graph and self.world.distributed:
-            raise UserError("--graph captures one process's step; multi-device runs (DDP) are not "
-                            "captured yet: drop --graph, or run one process")
-        return make_step(self.model, self.criterion, self.precision, self.optimizer, self.cfg.graph)
+            if self.cfg.sync_bn:
+                raise UserError("--graph and --sync-bn do not combine (SyncBatchNorm communicates inside "
+                                "the forward): drop one of them")
+            reduce_gradients = distributed.average_gradients
+        return make_step(self.model, self.criterion, self.precision, self.optimizer, self.cfg.graph,
+                         reduce_gradients)
 
     def _resume(self) -> None:
         path = checkpoint.find_resume(self.cfg.resume, self.run_dir)

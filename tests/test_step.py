@@ -49,10 +49,10 @@ def stand_in(monkeypatch) -> StandInGraph:
     return graph
 
 
-def _build(mode: str):
+def _build(mode: str, loss_scale: float | None = None):
     torch.manual_seed(0)
     model = HRNet(TINY, CLASSES).to(memory_format=torch.channels_last)
-    precision = MixedPrecision(mode, CPU)
+    precision = MixedPrecision(mode, CPU, loss_scale)
     precision.cast_model(model)
     to_optimizer = precision.optimizer_params(model)
     optimizer = CPU.sgd(param_groups(model, to_optimizer, 1e-4, no_wd_norm_bias=True), lr=0.1,
@@ -184,3 +184,93 @@ def test_trainer_with_a_captured_step_matches_the_eager_trainer(tiny_shards, tmp
     eager, graphed = run(tmp_path / "eager", False), run(tmp_path / "graph", True)
     assert stand_in.captures == 1 and stand_in.replays == 2 * 8 - 3  # 8 steps per epoch, 3 eager first
     assert all(torch.equal(eager[key], graphed[key]) for key in eager)
+
+
+# ---- several processes: the captured step averages gradients itself, without DDP ------------------
+def _two_rank_worker(rank: int, init_file: str, out_dir: str, mode: str, steps: int) -> None:
+    """One of two gloo ranks: an eager DDP run and a captured run (stand-in graph, explicit
+    gradient averaging), from the same start, on this rank's batches; saves both results."""
+    import torch.distributed as dist
+
+    from hrnet_fast import distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    Device.graph_support = lambda self: None
+    Device.capture = lambda self, work: work  # capture runs nothing, replay reruns the work
+    criterion = nn.CrossEntropyLoss()
+    batches = list(_batches(2 * steps, torch.float32 if mode == "fp32" else torch.float16))[rank::2]
+    results = {}
+    for name in ("ddp", "graph"):
+        model, precision, optimizer = _build(mode, loss_scale=None if mode == "fp32" else 128.0)  # no skips
+        if name == "ddp":
+            step = make_step(distributed.wrap_ddp(model, CPU), criterion, precision, optimizer)
+        else:
+            if rank == 1:  # another start on rank 1 (weights and o2 masters): rank 0's must win
+                with torch.no_grad():
+                    torch._foreach_add_([*model.parameters(), *precision.masters], 0.5)
+            distributed.broadcast_from_main([*model.parameters(), *model.buffers(), *precision.masters])
+            step = GraphedStep(model, criterion, precision, optimizer, warmup=2,
+                               reduce_gradients=distributed.average_gradients)
+        for x, y in batches:
+            step(x.to(precision.input_dtype), y)
+        assert int(precision.skipped) == 0
+        results[name] = precision.master_state_dict(model)
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("mode", ["fp32", "amp", "o2"])
+def test_two_ranks_captured_equal_ddp(tmp_path, mode):
+    """Gradients averaged by one all-reduce of the flat buffer give DDP's weights on every rank:
+    bitwise where both average the same fp32 gradients. Under o2, DDP averages the fp16 model
+    gradients and the captured step their fp32 copies (one fp16 rounding fewer), so one step,
+    to 1e-3 of each tensor's scale (a lost or doubled average would be off by the update)."""
+    import torch.multiprocessing as mp
+
+    steps = 1 if mode == "o2" else 5
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path), mode, steps), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for rank in ranks:
+        for key, value in rank["ddp"].items():
+            if mode == "o2":
+                scale = value.abs().max().clamp_min(1e-3)
+                assert (value - rank["graph"][key]).abs().max() <= 1e-3 * scale, key
+            else:
+                assert torch.equal(value, rank["graph"][key]), key
+    params = [k for k in ranks[0]["graph"] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(ranks[0]["graph"][k], ranks[1]["graph"][k]) for k in params)
+
+
+def _two_rank_trainer(rank: int, port: int, shards: str, out: str, graph: bool) -> None:
+    """One of two ranks of `hrnet-fast train` as torchrun would start it, with the stand-in graph."""
+    import os
+
+    from hrnet_fast.train import train
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    Device.graph_support = lambda self: None
+    Device.capture = lambda self, work: work
+    train({"shards": shards, "out": out, "model": "hrnet_w18_small_v1", "image_size": 32, "batch_size": 10,
+           "workers": 0, "device": "cpu", "epochs": 1, "log_interval": 2, "seed": 5, "lr": 0.05, "graph": graph})
+
+
+def test_two_rank_trainer_with_graph_equals_ddp(tiny_shards, tmp_path):
+    """`train --graph` under two processes (no DDP; broadcast at start, one all-reduce per step)
+    ends with the DDP run's weights, bitwise (fp32, CPU, stand-in graph)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    results = {}
+    for graph in (False, True):
+        with socket.socket() as probe:  # a free port for this run's rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        out = tmp_path / ("graph" if graph else "ddp")
+        mp.spawn(_two_rank_trainer, args=(port, str(tiny_shards), str(out), graph), nprocs=2)
+        results[graph] = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert results[True]["step"] == results[False]["step"] == 10  # 200 images / (2 ranks x 10)
+    assert all(torch.equal(results[False]["model"][k], results[True]["model"][k]) for k in results[False]["model"])

@@ -47,7 +47,7 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default=None, help=ALIGN_HELP)
 @click.option("--graph", is_flag=True, default=None,
-              help="Replay forward + backward from a captured CUDA/NPU graph (one process).")
+              help="Replay forward + backward from a captured CUDA/NPU graph (no DDP: one all-reduce a step).")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to RUN_DIR/tensorboard.")
 def train(**flags) -> None:
     """Train an HRNet on packed shards: one process, or one per device under torchrun.
