@@ -86,12 +86,14 @@ def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str,
     """Resume: settings the command line leaves unset (None) come from the run's saved config, so
     `--resume auto` continues the same recipe, batch, precision and loader layout (the loader's
     position depends on --workers) without repeating every flag. Another --recipe brings its own
-    values instead of the run's. Returns the merged overrides and the names taken from the run."""
+    values instead of the run's. Returns the merged overrides and the run's values that differ
+    from what this command line alone would give (what the user should hear about)."""
     known = {f.name for f in fields(TrainConfig)} - set(RUN_LOCAL)
     if overrides.get("recipe") not in (None, saved.get("recipe")):  # a new recipe brings its own values
         known -= {key for recipe in RECIPES.values() for key in recipe}
-    taken = [k for k, v in saved.items() if k in known and overrides.get(k) is None and v is not None]
-    return {**overrides, **{k: saved[k] for k in taken}}, taken
+    taken = {k: v for k, v in saved.items() if k in known and overrides.get(k) is None and v is not None}
+    alone = resolve(overrides, world_size=1).to_json()
+    return {**overrides, **taken}, {k: v for k, v in taken.items() if alone.get(k) != v}
 
 
 def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:

@@ -87,9 +87,10 @@ def train(overrides: dict[str, Any]) -> TrainSummary:
     device = resolve_device(overrides.get("device") or "auto")
     resume_from = checkpoint.find_resume(overrides.get("resume"), Path(overrides.get("out") or TrainConfig.out))
     if resume_from is not None:
-        overrides, taken = inherit(overrides, checkpoint.read_config(resume_from))
-        if taken and world.is_main:
-            print(f"resuming {resume_from}: {', '.join(taken)} as the run had them (flags override)", flush=True)
+        overrides, kept = inherit(overrides, checkpoint.read_config(resume_from))
+        if kept and world.is_main:
+            settings = ", ".join(f"{k}={v}" for k, v in kept.items())
+            print(f"resuming {resume_from} with the run's settings (flags override): {settings}", flush=True)
     cfg = resolve(overrides, world.size)
     device.activate()
     distributed.init(device, world)

@@ -89,7 +89,7 @@ def test_resume_keeps_the_runs_settings(tiny_shards, tmp_path):
     train(tiny_shards, run, "--recipe", "cosine", "--batch-size", "4", "--stop-step", "2")
     result = run_cli("-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(run),
                      "--model", "hrnet_w18_small_v1", "--device", "cpu", "--resume", "auto", "--stop-step", "4")
-    assert "recipe" in result.stdout and "batch_size" in result.stdout  # says what it took from the run
+    assert "recipe=cosine" in result.stdout and "batch_size=4" in result.stdout  # says what it kept
     config = json.loads((run / "config.json").read_text())
     taken = (config["recipe"], config["batch_size"], config["label_smoothing"], config["image_size"])
     assert taken == ("cosine", 4, 0.1, 32)
