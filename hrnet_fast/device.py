@@ -222,9 +222,12 @@ class Device:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.kind, dtype=dtype)
 
-    def sgd(self, params: Iterable, **kwargs: Any) -> torch.optim.Optimizer:
-        """The fastest SGD this device has: NpuFusedSGD, SGD(fused=True), else SGD(foreach=True)."""
-        if self.kind == "npu":
+    def sgd(self, params: Iterable, graph: bool = False, **kwargs: Any) -> torch.optim.Optimizer:
+        """The fastest SGD this device has: NpuFusedSGD, SGD(fused=True), else SGD(foreach=True).
+
+        With `graph` (a captured step writes the gradients) not NpuFusedSGD: it moves gradients
+        into a combined buffer of its own, where the graph's writes would never arrive."""
+        if self.kind == "npu" and not graph:
             npu = import_torch_npu()
             fused = getattr(getattr(npu, "optim", None), "NpuFusedSGD", None)
             if fused is not None:

@@ -82,6 +82,7 @@ class GraphedStep:
         self._loss: Optional[torch.Tensor] = None
         self._model_gradients: list[torch.Tensor] = []
         self._flat_gradients: list[torch.Tensor] = []
+        self._gradient_addresses: list[int] = []
 
     @property
     def captured(self) -> bool:
@@ -105,6 +106,8 @@ class GraphedStep:
             if self.reduce_gradients is not None:
                 self.reduce_gradients(self._flat_gradients)
             self.precision.step(self.optimizer)
+            if self.calls <= self.warmup + 1:
+                self._check_gradients_stay()
         except RuntimeError as exc:
             if self.device.is_out_of_memory(exc):
                 raise _out_of_memory(self.precision, x.shape[0]) from None
@@ -115,6 +118,18 @@ class GraphedStep:
         self._x, self._labels = torch.empty_like(x), torch.empty_like(labels)
         self._loss = torch.zeros((), device=x.device)
         self._model_gradients, self._flat_gradients = self.precision.allocate_gradients()
+        self._gradient_addresses = self._optimizer_gradient_addresses()
+
+    def _optimizer_gradient_addresses(self) -> list[int]:
+        return [p.grad.data_ptr() if p.grad is not None else 0
+                for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _check_gradients_stay(self) -> None:
+        """The optimizer must read the gradients where the graph writes them. One that moves them
+        (into a combined buffer of its own) would train on stale gradients without a word."""
+        if self._optimizer_gradient_addresses() != self._gradient_addresses:
+            raise RuntimeError(f"{type(self.optimizer).__name__} moved gradients out of the buffers the "
+                               "captured step writes: use an optimizer that updates them in place")
 
     def _fill(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         if x.shape != self._x.shape or labels.shape != self._labels.shape:

@@ -54,7 +54,7 @@ def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: Mixed
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     to_optimizer = precision.optimizer_params(model)
     groups = param_groups(model, to_optimizer, cfg.weight_decay, cfg.no_wd_norm_bias)
-    optimizer = device.sgd(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    optimizer = device.sgd(groups, graph=cfg.graph, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return model, optimizer
 
 

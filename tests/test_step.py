@@ -105,6 +105,36 @@ def test_a_captured_step_refuses_another_shape(stand_in):
         step(x[:4], y[:4])
 
 
+class CombiningSGD(torch.optim.SGD):
+    """Moves gradients into a buffer of its own at its first step, as NpuFusedSGD does."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = p.grad.clone()
+        return super().step(closure)
+
+
+def test_an_optimizer_that_moves_gradients_is_refused(stand_in):
+    model, precision, optimizer = _build("fp32")
+    combining = CombiningSGD(optimizer.param_groups, lr=0.1)
+    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, combining, warmup=1)
+    x, y = next(_batches(1, torch.float32))
+    with pytest.raises(RuntimeError, match="moved gradients"):
+        step(x, y)
+
+
+def test_graph_mode_on_npu_avoids_npu_fused_sgd(monkeypatch):
+    import sys
+    import types
+
+    fused = type("NpuFusedSGD", (torch.optim.SGD,), {})
+    monkeypatch.setitem(sys.modules, "torch_npu", types.SimpleNamespace(optim=types.SimpleNamespace(NpuFusedSGD=fused)))
+    params = [nn.Parameter(torch.zeros(2))]
+    assert isinstance(Device("npu").sgd(params, lr=0.1), fused)
+    assert not isinstance(Device("npu").sgd(params, graph=True, lr=0.1), fused)
+
+
 def test_graphs_need_an_accelerator():
     model, precision, optimizer = _build("fp32")
     with pytest.raises(UserError, match="CUDA GPU or an Ascend NPU"):

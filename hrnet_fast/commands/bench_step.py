@@ -40,7 +40,8 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     dev = resolve_device(device)
     dev.activate()
     cfg = resolve({"model": model, "batch_size": batch_size, "image_size": image_size,
-                   "num_classes": 1000, "device": device, "align_channels": align_channels}, world_size=1)
+                   "num_classes": 1000, "device": device, "align_channels": align_channels, "graph": graph},
+                  world_size=1)
     prec = MixedPrecision(precision or dev.default_precision(), dev)
     net, optimizer = build_model_and_optimizer(cfg, dev, prec)
     step_fn = make_step(dev.compile(net) if compile_ else net, nn.CrossEntropyLoss(), prec, optimizer, graph)
