@@ -104,13 +104,18 @@ class MixedPrecision:
         self.step(optimizer)
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Scaled backward; under o2 the fp16 gradients move to the fp32 masters."""
+        """Scaled backward; under o2 the fp16 gradients move to the fp32 masters, into their
+        existing gradient tensors once there are some (fused optimizers hold on to those)."""
         self.scaler.scale(loss).backward()
         if self.name == "o2":
             for master, param in zip(self.masters, self._model_params):
-                if master is not param:
-                    master.grad = None if param.grad is None else param.grad.float()
-                    param.grad = None
+                if master is param or param.grad is None:
+                    continue
+                if master.grad is None:
+                    master.grad = param.grad.float()
+                else:
+                    master.grad.copy_(param.grad)
+                param.grad = None
 
     def allocate_gradients(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Zero gradients for every model parameter and master, to be written in place from now

@@ -46,7 +46,9 @@ def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterio
         if precision.device.is_out_of_memory(exc):
             raise _out_of_memory(precision, x.shape[0]) from None
         raise
-    optimizer.zero_grad(set_to_none=True)
+    # In place, not set_to_none: Ascend's fused optimizers move the gradients into one combined
+    # buffer at their first step, keep using it, and refuse set_to_none.
+    optimizer.zero_grad(set_to_none=False)
     return loss.detach()
 
 

@@ -124,6 +124,53 @@ def test_an_optimizer_that_moves_gradients_is_refused(stand_in):
         step(x, y)
 
 
+class FusedLikeSGD(torch.optim.SGD):
+    """What torch_npu's fused optimizers do: at the first step, move every gradient into one
+    combined buffer (same tensor objects, new storage), update from that buffer from then on,
+    and refuse zero_grad(set_to_none=True)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.combined: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
+        if not self.combined:
+            flat = torch.cat([p.grad.contiguous().view(-1) for p in params])
+            offset = 0
+            for p in params:
+                contiguous = torch.empty(p.grad.shape, device="meta").stride()
+                p.grad.set_(flat.untyped_storage(), offset, p.grad.shape, contiguous)
+                offset += p.numel()
+            self.combined = [p.grad for p in params]
+        for p, grad in zip(params, self.combined):  # the fused kernel reads its own buffer
+            p.grad = grad
+        return super().step(closure)
+
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        if set_to_none:
+            raise ValueError("set_to_none is not supported in fused optimizers")
+        super().zero_grad(set_to_none=False)
+
+
+@pytest.mark.filterwarnings("ignore:grad and param do not obey")  # the combined buffer is contiguous
+@pytest.mark.parametrize("mode", ["fp32", "o2"])
+def test_the_eager_step_works_with_a_fused_npu_optimizer(mode):
+    """Gradients stay in the tensors the fused optimizer combined, in every precision mode."""
+    criterion = nn.CrossEntropyLoss()
+    results = []
+    for fused in (False, True):
+        model, precision, optimizer = _build(mode, loss_scale=None if mode == "fp32" else 128.0)
+        if fused:
+            optimizer = FusedLikeSGD(optimizer.param_groups, lr=0.1)
+        for x, y in _batches(4, precision.input_dtype):
+            train_step(model, x, y, criterion, precision, optimizer)
+        results.append(precision.master_state_dict(model))
+    plain, fused = results
+    assert all(torch.equal(plain[k], fused[k]) for k in plain)
+
+
 def test_graph_mode_on_npu_avoids_npu_fused_sgd(monkeypatch):
     import sys
     import types
