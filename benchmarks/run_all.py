@@ -140,11 +140,16 @@ COMPARISONS = {
     "pack": Comparison("pack_vs_tar.py", pack_flags, pack_rows),
     "loader": Comparison("loader_vs_imagefolder.py", loader_flags, loader_rows),
     "step": step_variant(target=1.0),
-    # accelerators only (the CPU has no graphs, and inductor needs minutes there)
     "step_graph": step_variant("--graph", target=2.0),
     "step_compiled": step_variant("--compile", "--graph", target=2.0),
     "end_to_end": Comparison("end_to_end.py", end_to_end_flags, end_to_end_rows),
 }
+ACCELERATOR_ONLY = ("step_graph", "step_compiled")  # no graphs on the CPU, and inductor takes minutes
+
+
+def default_comparisons(accelerator: bool) -> list[str]:
+    """Every comparison the device can run, in order."""
+    return [name for name in COMPARISONS if accelerator or name not in ACCELERATOR_ONLY]
 
 
 def run_one(name: str, comparison: Comparison, settings: Settings, timeout: Optional[float]) -> dict:
@@ -279,8 +284,7 @@ def main() -> None:
     from hrnet_fast.device import resolve_device
 
     settings = Settings(args.quick, args.device, resolve_device(args.device).is_accelerator, args.workers, args.out)
-    names = args.only.split(",") if args.only else [
-        name for name in COMPARISONS if settings.accelerator or name not in ACCELERATOR_ONLY]
+    names = args.only.split(",") if args.only else default_comparisons(settings.accelerator)
     unknown = set(names) - set(COMPARISONS)
     if unknown:
         parser.error(f"unknown comparison(s) {', '.join(sorted(unknown))}: choose from {', '.join(COMPARISONS)}")

@@ -76,7 +76,7 @@ def our_step(cfg: TrainConfig, device: Device, precision: str, x: torch.Tensor, 
     model, optimizer = build_model_and_optimizer(cfg, device, mixed)
     step = make_step(device.compile(model) if cfg.compile else model, nn.CrossEntropyLoss(), mixed,
                      optimizer, cfg.graph)
-    inputs = x.to(mixed.input_dtype)
+    inputs = x.to(mixed.input_dtype).contiguous(memory_format=device.memory_format)
     return lambda: step(inputs, labels)
 
 

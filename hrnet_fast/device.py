@@ -84,6 +84,12 @@ class Device:
     def pin_memory(self) -> bool:
         return self.is_accelerator
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last where convolutions are NHWC-native (tensor cores, oneDNN); NCHW on
+        Ascend, whose kernels are NCHW-native (its tuning guide names NHWC operators as slow)."""
+        return torch.contiguous_format if self.kind == "npu" else torch.channels_last
+
     def _module(self) -> Any:
         return getattr(torch, self.kind)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from torch import nn
 
 from hrnet_fast.device import Device
@@ -39,7 +38,7 @@ def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
     model = create_model(name, num_classes=num_classes, align=device.channel_align(align_channels))
     load_weights(model, state)
     prec = MixedPrecision(precision or device.default_precision(), device)
-    model = model.to(device.torch_device, memory_format=torch.channels_last)
+    model = model.to(device.torch_device, memory_format=device.memory_format)
     prec.cast_model(model)
     model.eval()
     return LoadedModel(model, name, prec, list(meta.get("classes") or []),

@@ -45,10 +45,10 @@ class TrainSummary:
 
 def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: MixedPrecision,
                               sync_bn: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """The model on the device in channels_last, channel-aligned and in the precision's dtypes,
-    and its fused SGD."""
+    """The model on the device in its memory format (channels_last but on NPU), channel-aligned
+    and in the precision's dtypes, and its fused SGD."""
     model = create_model(cfg.model, num_classes=cfg.num_classes, align=device.channel_align(cfg.align_channels))
-    model = model.to(device.torch_device, memory_format=torch.channels_last)
+    model = model.to(device.torch_device, memory_format=device.memory_format)
     precision.cast_model(model)
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

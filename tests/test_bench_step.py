@@ -15,3 +15,21 @@ def test_bench_step_reports_images_per_second_and_trains():
     report = json.loads(lines[-1])
     assert report["images_per_s"] > 0 and report["steps"] == 2 and report["precision"] == "fp32"
     assert report["final_loss"] > 0 and "img/s" in lines[-2]
+
+
+def test_run_all_picks_the_comparisons_the_device_can_run(monkeypatch):
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", run_all)  # dataclasses look their module up there
+    spec.loader.exec_module(run_all)
+    cpu, gpu = run_all.default_comparisons(False), run_all.default_comparisons(True)
+    assert cpu == ["pack", "loader", "step", "end_to_end"]
+    assert gpu == ["pack", "loader", "step", "step_graph", "step_compiled", "end_to_end"]
+    settings = run_all.Settings(quick=True, device="cuda", accelerator=True, workers=16, out=ROOT)
+    assert run_all.COMPARISONS["step_compiled"].flags(settings)[-2:] == ["--compile", "--graph"]
+    assert "--graph" in run_all.end_to_end_flags(settings)

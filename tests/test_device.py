@@ -107,3 +107,9 @@ def test_graphs_and_compile_explain_what_is_missing(stub_npu, monkeypatch):
     with pytest.raises(DeviceError, match="torchair"):
         Device("npu").compile(torch.nn.Linear(2, 2))
     assert Device("cuda").graph_support() is None
+
+
+def test_npu_runs_nchw_and_the_others_channels_last(stub_npu):
+    assert Device("npu").memory_format is torch.contiguous_format
+    assert Device("cuda").memory_format is torch.channels_last
+    assert Device("cpu").memory_format is torch.channels_last

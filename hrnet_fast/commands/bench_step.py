@@ -47,7 +47,7 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     step_fn = make_step(dev.compile(net) if compile_ else net, nn.CrossEntropyLoss(), prec, optimizer, graph)
     warmup = max(warmup, GRAPH_WARMUP_STEPS + 1) if graph else warmup
     x = torch.randn(batch_size, 3, image_size, image_size, device=dev.torch_device)
-    x = x.to(dtype=prec.input_dtype, memory_format=torch.channels_last)
+    x = x.to(dtype=prec.input_dtype, memory_format=dev.memory_format)
     labels = torch.randint(0, 1000, (batch_size,), device=dev.torch_device)
 
     def step() -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The one place batches cross to the device: uint8 NHWC in, normalized channels_last out.
+"""The one place batches cross to the device: uint8 NHWC in, normalized channels_last out
+(NCHW on NPU, whose kernels want it).
 
 Why here and not in the workers: uint8 is a quarter of the bytes of float32 over PCIe and through
 shared memory, and the float conversion and normalization are free on the accelerator. On a
@@ -19,8 +20,8 @@ IMAGENET_STD_255 = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 class DevicePrefetcher:
     """Iterate `loader`'s (images uint8 [B, H, W, 3], *rest) as (x [B, 3, H, W], *rest) on `device`.
 
-    `x` is `(images - mean) / std` in `dtype`, channels_last (the NHWC → NCHW permute is that
-    memory format, so no copy). Tensors in `rest` are moved to the device, anything else (keys)
+    `x` is `(images - mean) / std` in `dtype`, in the device's memory format: channels_last (the
+    NHWC → NCHW permute is that memory format, so no copy), or NCHW on NPU. Tensors in `rest` are moved to the device, anything else (keys)
     passes through. Without an accelerator the same code runs on the CPU, without streams.
     """
 
@@ -55,5 +56,6 @@ class DevicePrefetcher:
         with self.device.stream_context(stream):
             x = images.to(target, non_blocking=True).permute(0, 3, 1, 2)
             x = x.to(torch.float32).sub_(self.mean).div_(self.std).to(self.dtype)
+            x = x.contiguous(memory_format=self.device.memory_format)  # NCHW on NPU; else no copy
             moved = [r.to(target, non_blocking=True) if isinstance(r, torch.Tensor) else r for r in rest]
         return (x, *moved)
