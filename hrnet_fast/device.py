@@ -81,8 +81,10 @@ class Device:
         return {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}[self.kind]
 
     @property
-    def pin_memory(self) -> bool:
-        return self.is_accelerator
+    def pin_memory(self) -> bool | str:
+        """The loaders' `pin_memory`: True pins for CUDA; on NPU the device type, which DataLoader
+        needs there (without it, torch before 2.5 pins nothing when CUDA is absent)."""
+        return {"npu": "npu", "cuda": True, "cpu": False}[self.kind]
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -112,11 +114,23 @@ class Device:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         else:  # Ascend: binary kernels instead of online compilation, HF32 for fp32 matmul/conv
-            with contextlib.suppress(Exception):
-                torch.npu.set_compile_mode(jit_compile=False)
+            if self.binary_kernels():
+                with contextlib.suppress(Exception):
+                    torch.npu.set_compile_mode(jit_compile=False)
             with contextlib.suppress(Exception):
                 torch.npu.conv.allow_hf32 = True
+            with contextlib.suppress(Exception):
                 torch.npu.matmul.allow_hf32 = True
+
+    def binary_kernels(self) -> bool:
+        """Precompiled (aclnn) kernels instead of online compilation: the default and the fast
+        path from the Atlas A2 (910B) on; the 910A's default stays online compilation, because
+        not every aclnn kernel exists for it."""
+        try:
+            name = str(torch.npu.get_device_name(self.index))
+        except Exception:
+            return False
+        return "910B" in name or "910_93" in name
 
     def share_cores_with_loader(self, loader_workers: int) -> None:
         """On the CPU the model's threads and the loader's worker processes share the cores; give
@@ -202,9 +216,12 @@ class Device:
 
     # ---- precision and optimizer -------------------------------------------------------------
     def supports_bf16(self) -> bool:
-        if self.kind == "cuda":
-            return torch.cuda.is_bf16_supported()
-        return self.kind == "cpu"
+        if self.kind == "cpu":
+            return True
+        try:  # CUDA from Ampere on; Ascend 910B and later (not the 910A)
+            return bool(self._module().is_bf16_supported())
+        except Exception:
+            return False
 
     def default_precision(self) -> str:
         if self.kind == "npu":
@@ -227,6 +244,17 @@ class Device:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.kind, dtype=dtype)
+
+    def grad_scaler(self, init_scale: float) -> Any:
+        """The loss scaler: torch.amp's, or on NPU torch_npu's own, which also unscales the fused
+        optimizers' combined gradients and reads the NPU's overflow flag. Always dynamic there
+        (torch_npu's static mode skips the finite check); a static scale is re-set each update."""
+        if self.kind == "npu":
+            npu_amp = getattr(getattr(import_torch_npu(), "npu", None), "amp", None)
+            scaler = getattr(npu_amp, "GradScaler", None)
+            if scaler is not None:
+                return scaler(init_scale=init_scale, dynamic=True)
+        return torch.amp.GradScaler(self.kind, init_scale=init_scale)
 
     def sgd(self, params: Iterable, graph: bool = False, **kwargs: Any) -> torch.optim.Optimizer:
         """The fastest SGD this device has: NpuFusedSGD, SGD(fused=True), else SGD(foreach=True).
@@ -255,7 +283,8 @@ class Device:
 
     @staticmethod
     def is_out_of_memory(exc: BaseException) -> bool:
-        return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+        out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # top level from 2.5
+        return isinstance(exc, out_of_memory) or "out of memory" in str(exc).lower()
 
 
 def local_rank() -> int:

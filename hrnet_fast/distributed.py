@@ -41,14 +41,19 @@ def init(device: Device, world: World, timeout_minutes: float = 30) -> None:
 
 
 def wrap_ddp(model: torch.nn.Module, device: Device) -> torch.nn.Module:
-    """DDP without per-step buffer broadcasts (BN statistics stay per rank, as in the reference)."""
+    """DDP without per-step buffer broadcasts (BN statistics stay per rank, as in the reference).
+
+    Gradients as views of DDP's buckets, except on NPU: its fused optimizers move every gradient
+    into a combined buffer at their first step, and DDP would then re-point the gradients to its
+    buckets each step; copying back into the existing gradients keeps the two in agreement."""
     from torch.nn.parallel import DistributedDataParallel
 
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
         "broadcast_buffers": False}
     ids = [device.index] if device.is_accelerator else None
-    return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True, **no_buffer_sync)
+    return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=device.kind != "npu",
+                                   **no_buffer_sync)
 
 
 def broadcast_from_main(tensors: Iterable[torch.Tensor]) -> None:

@@ -42,9 +42,7 @@ class MixedPrecision:
         scaled = name in ("amp", "o2")
         self.dynamic = scaled and loss_scale is None
         self.static_scale = float(loss_scale) if loss_scale is not None else (None if scaled else 1.0)
-        self.scaler = torch.amp.GradScaler(
-            device.kind if device.kind != "npu" else "npu",
-            init_scale=self.static_scale or 2.0 ** 16)
+        self.scaler = device.grad_scaler(init_scale=self.static_scale or 2.0 ** 16)
         self.masters: list[torch.Tensor] = []
         self.to_optimizer: Callable[[nn.Parameter], torch.Tensor] = lambda p: p
         self._model_params: list[torch.Tensor] = []
@@ -151,7 +149,8 @@ class MixedPrecision:
         """Unscale + finite check, step (skipped on inf/NaN), count skips, update the scale; no
         host sync with fused optimizers (GradScaler hands them the scale and the inf flag)."""
         self.scaler.step(optimizer)
-        found = sum(v for v in self.scaler._found_inf_per_device(optimizer).values()).to(torch.int64)
+        # 0 or 1: torch_npu's scaler can flag one overflow twice (per device and from the NPU flag)
+        found = (sum(v for v in self.scaler._found_inf_per_device(optimizer).values()) > 0).to(torch.int64)
         self.skipped += found
         self.consecutive.mul_(found).add_(found)
         torch.maximum(self.max_consecutive, self.consecutive, out=self.max_consecutive)

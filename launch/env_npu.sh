@@ -40,8 +40,6 @@ unset -f _hrnet_source_cann
 # Task queue: torch_npu queues op launches and a second host thread dispatches them, so Python
 # overhead overlaps device work; the largest eager-mode speed-up in the ModelZoo scripts.
 export TASK_QUEUE_ENABLE=${TASK_QUEUE_ENABLE:-1}
-# Non-contiguous tensor copies go through one PTCopy kernel instead of element-wise fallbacks.
-export PTCOPY_ENABLE=${PTCOPY_ENABLE:-1}
 # Chains of non-contiguous views (transpose, slice) are combined into one copy when materialised.
 export COMBINED_ENABLE=${COMBINED_ENABLE:-1}
 # CANN host logs at error level only (0 debug … 3 error): info logging costs step time and disk.
@@ -53,9 +51,10 @@ export ASCEND_GLOBAL_EVENT_ENABLE=${ASCEND_GLOBAL_EVENT_ENABLE:-0}
 # Seconds ranks wait for each other while HCCL builds the communicator (default 120): 8 ranks that
 # load kernels and build the model at start-up, or nodes that start minutes apart, need longer.
 export HCCL_CONNECT_TIMEOUT=${HCCL_CONNECT_TIMEOUT:-1200}
-# Seconds a collective waits for a late rank before failing the job: an hour, so a slow checkpoint
-# write to network storage or a slow first step does not kill the run, while a real hang still ends it.
-export HCCL_EXEC_TIMEOUT=${HCCL_EXEC_TIMEOUT:-3600}
+# Seconds a collective waits for a late rank before HCCL fails it: 30 minutes, the process group's
+# own timeout (hrnet_fast/distributed.py), so a slow checkpoint write to network storage or a slow
+# first step does not kill the run, while a real hang still ends it.
+export HCCL_EXEC_TIMEOUT=${HCCL_EXEC_TIMEOUT:-1800}
 # HCCL's trust list off: with it on, HCCL needs a file listing every peer's IP.
 export HCCL_WHITELIST_DISABLE=${HCCL_WHITELIST_DISABLE:-1}
 # Which NPUs the ranks see (local rank i uses the i-th listed); unset = all.

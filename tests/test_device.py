@@ -113,3 +113,49 @@ def test_npu_runs_nchw_and_the_others_channels_last(stub_npu):
     assert Device("npu").memory_format is torch.contiguous_format
     assert Device("cuda").memory_format is torch.channels_last
     assert Device("cpu").memory_format is torch.channels_last
+
+
+class FakeNpuScaler:
+    def __init__(self, init_scale: float, dynamic: bool) -> None:
+        self.init_scale, self.dynamic = init_scale, dynamic
+
+
+def test_npu_uses_torch_npus_own_loss_scaler(stub_npu, monkeypatch):
+    """torch_npu's scaler also unscales fused optimizers' combined gradients; always dynamic,
+    because its static mode skips the finite check."""
+    monkeypatch.setattr(stub_npu, "npu", types.SimpleNamespace(amp=types.SimpleNamespace(GradScaler=FakeNpuScaler)),
+                        raising=False)
+    scaler = Device("npu").grad_scaler(init_scale=128.0)
+    assert isinstance(scaler, FakeNpuScaler) and scaler.init_scale == 128.0 and scaler.dynamic
+    assert isinstance(Device("cpu").grad_scaler(init_scale=1.0), torch.amp.GradScaler)
+
+
+@pytest.mark.parametrize("name, binary", [("Ascend910B1", True), ("Ascend910_9391", True), ("Ascend910A", False)])
+def test_binary_kernels_only_where_they_are_the_default(stub_npu, monkeypatch, name, binary):
+    modes = []
+    monkeypatch.setattr(torch.npu, "get_device_name", lambda index=0: name, raising=False)
+    monkeypatch.setattr(torch.npu, "set_device", lambda index: None, raising=False)
+    monkeypatch.setattr(torch.npu, "set_compile_mode", lambda jit_compile: modes.append(jit_compile), raising=False)
+    Device("npu").activate()
+    assert modes == ([False] if binary else [])
+
+
+def test_npu_capabilities_and_loader_pinning(stub_npu, monkeypatch):
+    monkeypatch.setattr(torch.npu, "is_bf16_supported", lambda: True, raising=False)
+    assert Device("npu").supports_bf16() and Device("npu").default_precision() == "o2"
+    monkeypatch.setattr(torch.npu, "is_bf16_supported", lambda: False, raising=False)
+    assert not Device("npu").supports_bf16()
+    assert Device("npu").pin_memory == "npu" and Device("cuda").pin_memory is True
+
+
+def test_ddp_copies_gradients_back_on_npu(monkeypatch):
+    """NPU fused optimizers keep a combined gradient buffer: DDP must not re-point gradients."""
+    from torch.nn import parallel
+
+    from hrnet_fast.distributed import wrap_ddp
+
+    seen = {}
+    monkeypatch.setattr(parallel, "DistributedDataParallel", lambda model, **kwargs: seen.update(kwargs))
+    for kind, as_view in (("npu", False), ("cuda", True), ("cpu", True)):
+        wrap_ddp(torch.nn.Linear(2, 2), Device(kind))
+        assert seen["gradient_as_bucket_view"] is as_view, kind

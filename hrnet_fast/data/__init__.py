@@ -21,6 +21,7 @@ Public API (the trainer, eval, predict and bench are written against these names
     ValLoader(source, batch_size, image_size, rank=0, world_size=1, num_workers=2, crop_ratio=0.875,
               pin_memory=False, prefetch_factor=2, max_bad_fraction=0.01)
         .batches (= len()), the same on every rank; .num_samples (this rank's); .stats
+    pin_memory: True pins for CUDA, "npu" for an Ascend NPU (Device.pin_memory gives the right one)
         iter -> (images uint8 [B,S,S,3], labels int64 [B], mask bool [B], keys list[str])
 
     DevicePrefetcher(iterable, device: Device, dtype=torch.float32, mean=IMAGENET_MEAN_255,

@@ -33,11 +33,15 @@ def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num
         raise UserError(f"rank {rank} is outside world size {world_size}: check the launcher's RANK/WORLD_SIZE")
 
 
-def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool,
+def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool | str,
                    prefetch_factor: int) -> Iterator[WorkerBatch]:
-    """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch)."""
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                        prefetch_factor=prefetch_factor if num_workers else None)
+    """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch).
+
+    `pin_memory`: True pins for CUDA; a device type ("npu") pins for that device, which older
+    torch would otherwise skip without a word when CUDA is absent."""
+    pin_device = {"pin_memory_device": pin_memory} if isinstance(pin_memory, str) and pin_memory else {}
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
+                        prefetch_factor=prefetch_factor if num_workers else None, **pin_device)
     for fields, faults, fatal in loader:
         yield WorkerBatch(tuple(fields), faults, fatal)
 
@@ -62,7 +66,7 @@ class TrainLoader:
 
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
-                 pin_memory: bool = False, prefetch_factor: int = 4, max_bad_fraction: float = 0.01,
+                 pin_memory: bool | str = False, prefetch_factor: int = 4, max_bad_fraction: float = 0.01,
                  with_keys: bool = False, crop_scale: tuple[float, float] = TRAIN_SCALE,
                  hflip: bool = True) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
@@ -112,7 +116,7 @@ class ValLoader:
 
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, crop_ratio: float = 0.875,
-                 pin_memory: bool = False, prefetch_factor: int = 2, max_bad_fraction: float = 0.01) -> None:
+                 pin_memory: bool | str = False, prefetch_factor: int = 2, max_bad_fraction: float = 0.01) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
         if not 0 < crop_ratio <= 1:
             raise UserError(f"crop ratio {crop_ratio} must be in (0, 1]: 0.875 resizes 224 crops from 256")
