@@ -206,7 +206,14 @@ class Device:
             raise DeviceError(reason)
         module = self._module()
         graph = module.CUDAGraph() if self.kind == "cuda" else module.NPUGraph()
-        with module.graph(graph):
+        # "thread_local": only this thread is restricted while capturing. The loader's pin-memory
+        # thread allocates pinned buffers meanwhile, which the default mode counts as an error
+        # that kills the capture and the run.
+        try:
+            capturing = module.graph(graph, capture_error_mode="thread_local")
+        except TypeError:  # an NPUGraph without the option
+            capturing = module.graph(graph)
+        with capturing:
             work()
         return graph.replay
 

@@ -91,6 +91,11 @@ def test_npu_graph_capture_uses_npugraph(stub_npu, monkeypatch):
         def __exit__(self, *exc):
             return False
 
+    class CaptureWithModes(Capture):  # torch.cuda.graph's signature
+        def __init__(self, graph, capture_error_mode="global"):
+            super().__init__(graph)
+            modes.append(capture_error_mode)
+
     monkeypatch.setattr(torch.npu, "NPUGraph", FakeGraph, raising=False)
     monkeypatch.setattr(torch.npu, "graph", Capture, raising=False)
     work = []
@@ -98,6 +103,11 @@ def test_npu_graph_capture_uses_npugraph(stub_npu, monkeypatch):
     assert work == ["launched"] and len(captured) == 1  # the block ran inside the capture context
     replay()
     assert captured[0].replays == 1
+    # where the mode exists: thread_local, so the loader's pin-memory thread cannot break capture
+    modes = []
+    monkeypatch.setattr(torch.npu, "graph", CaptureWithModes, raising=False)
+    Device("npu").capture(lambda: None)
+    assert modes == ["thread_local"]
 
 
 def test_graphs_and_compile_explain_what_is_missing(stub_npu, monkeypatch):
