@@ -96,11 +96,6 @@ class MixedPrecision:
     def autocast(self) -> contextlib.AbstractContextManager:
         return self.device.autocast(self.autocast_dtype)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Scale, backward, unscale + finite check, step (skipped on inf/NaN), update the scale."""
-        self.backward(loss)
-        self.step(optimizer)
-
     def backward(self, loss: torch.Tensor) -> None:
         """Scaled backward; under o2 the fp16 gradients move to the fp32 masters, into their
         existing gradient tensors once there are some (fused optimizers hold on to those)."""

@@ -173,7 +173,8 @@ def _train(model: nn.Module, precision: MixedPrecision, optimizer: torch.optim.O
     for _ in range(steps):
         with precision.autocast():
             logits = model(x.to(precision.input_dtype))
-        precision.backward_and_step(nn.functional.cross_entropy(logits.float(), y), optimizer)
+        precision.backward(nn.functional.cross_entropy(logits.float(), y))
+        precision.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
 
 

@@ -29,7 +29,8 @@ def step(net, prec, opt, x, y):
     with prec.autocast():
         out = net(x.to(prec.input_dtype))
     loss = nn.functional.cross_entropy(out.float(), y)
-    prec.backward_and_step(loss, opt)
+    prec.backward(loss)
+    prec.step(opt)
     opt.zero_grad(set_to_none=True)
     return loss
 
@@ -59,7 +60,8 @@ def test_non_finite_loss_skips_the_step_and_is_counted(name):
     with prec.autocast():
         out = net(x.to(prec.input_dtype))
     loss = nn.functional.cross_entropy(out.float(), y) * float("nan")
-    prec.backward_and_step(loss, opt)
+    prec.backward(loss)
+    prec.step(opt)
     opt.zero_grad(set_to_none=True)
     assert int(prec.skipped) == 1 and int(prec.max_consecutive) == 1
     assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
@@ -89,7 +91,8 @@ def test_static_loss_scale_stays_fixed_after_overflow():
     assert prec.scaler.get_scale() == 128.0
     with prec.autocast():
         out = net(x.to(prec.input_dtype))
-    prec.backward_and_step(nn.functional.cross_entropy(out.float(), y) * float("inf"), opt)
+    prec.backward(nn.functional.cross_entropy(out.float(), y) * float("inf"))
+    prec.step(opt)
     assert prec.scaler.get_scale() == 128.0 and int(prec.skipped) == 1
 
 
