@@ -26,16 +26,21 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
         torch.save(obj, f)
 
 
+def _torch_load(path: Path, mmap: bool = False) -> Any:
+    """torch.load(weights_only) on the CPU; a user-facing error for an unreadable file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:
+        raise UserError(f"{path} is not a loadable checkpoint ({type(exc).__name__}); "
+                        "was it written completely by hrnet-fast?") from None
+
+
 def load(path: Path) -> dict[str, Any]:
     """Load one of our checkpoints (weights_only); a user-facing error if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a loadable checkpoint ({type(exc).__name__}); "
-                        "was it written completely by hrnet-fast?") from None
+    ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
         raise UserError(f"{path} is a weights file, not a training checkpoint: use it with "
                         "`hrnet-fast eval --ckpt` or start a fresh run")
@@ -44,11 +49,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The run configuration stored in checkpoint `path`, without reading its tensors (mmap)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:
-        raise UserError(f"{path} is not a loadable checkpoint ({type(exc).__name__}); "
-                        "was it written completely by hrnet-fast?") from None
+    ckpt = _torch_load(path, mmap=True)
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict):
         raise UserError(f"{path} is not a training checkpoint of hrnet-fast: start a fresh run (new --out)")

@@ -82,7 +82,7 @@ RUN_LOCAL = ("out", "resume", "stop_step", "device", "compile", "graph", "tensor
              "world_size", "global_batch", "base_lr")
 
 
-def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resume: settings the command line leaves unset (None) come from the run's saved config, so
     `--resume auto` continues the same recipe, batch, precision and loader layout (the loader's
     position depends on --workers) without repeating every flag. Another --recipe brings its own
