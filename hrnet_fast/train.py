@@ -28,10 +28,6 @@ from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
 from hrnet_fast.step import make_step
 
-IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
-IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
-
-
 @dataclass
 class TrainSummary:
     fps: float
@@ -247,8 +243,7 @@ class Trainer:
         cfg, steps = self.cfg, self.steps_per_epoch
         self.model.train()
         batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch, skip_batches=self.batch_in_epoch),
-                                   self.device, dtype=self.precision.input_dtype,
-                                   mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                                   self.device, dtype=self.precision.input_dtype)
         progress = self._progress(steps, self.batch_in_epoch)
         loss_sum = torch.zeros((), device=self.device.torch_device)
         interval_steps = 0
@@ -353,8 +348,7 @@ class Trainer:
                            rank=self.world.rank, world_size=self.world.size,
                            num_workers=min(self.cfg.workers, 2),
                            pin_memory=self.device.pin_memory)
-        batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype,
-                                   mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype)
         return evaluate(self.eval_model, batches, self.device, self.precision.autocast)
 
     def _progress(self, total: int, initial: int):

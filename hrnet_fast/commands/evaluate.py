@@ -39,7 +39,6 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
     from hrnet_fast.errors import UserError
     from hrnet_fast.evaluate import evaluate as run_eval
     from hrnet_fast.inference import load_for_inference
-    from hrnet_fast.train import IMAGENET_MEAN, IMAGENET_STD
 
     world = distributed.world_from_env()
     dev = resolve_device(device)
@@ -58,8 +57,7 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
         loader = ValLoader(source, batch_size=batch_size, image_size=image_size or loaded.image_size,
                            rank=world.rank, world_size=world.size, num_workers=workers,
                            crop_ratio=crop_ratio, pin_memory=dev.pin_memory)
-        batches = DevicePrefetcher(loader, dev, dtype=loaded.precision.input_dtype,
-                                   mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        batches = DevicePrefetcher(loader, dev, dtype=loaded.precision.input_dtype)
         result = run_eval(loaded.model, batches, dev, loaded.precision.autocast,
                           collect_predictions=save_predictions is not None)
     finally:

@@ -27,11 +27,10 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
     """Print the top-k classes (index, synset, name, probability) for each IMAGE."""
     import torch
 
-    from hrnet_fast.data import decode_val_image
+    from hrnet_fast.data import Normalize, decode_val_image
     from hrnet_fast.device import resolve_device
     from hrnet_fast.errors import UserError
     from hrnet_fast.inference import load_for_inference
-    from hrnet_fast.train import IMAGENET_MEAN, IMAGENET_STD
 
     dev = resolve_device(device)
     dev.activate()
@@ -42,8 +41,7 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
         manifest = read_manifest(Path(shards))
         classes, names = manifest.classes, manifest.class_names
     size = image_size or loaded.image_size
-    mean = torch.tensor(IMAGENET_MEAN, device=dev.torch_device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=dev.torch_device).view(1, 3, 1, 1)
+    normalize = Normalize(dev, loaded.precision.input_dtype)
     failed = []
     for path in images:
         try:
@@ -52,8 +50,7 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
             click.echo(f"{path}: cannot read image ({exc})", err=True)
             failed.append(path)
             continue
-        x = torch.from_numpy(pixels).to(dev.torch_device).unsqueeze(0).permute(0, 3, 1, 2)
-        x = ((x.float() - mean) / std).to(loaded.precision.input_dtype)
+        x = normalize(torch.from_numpy(pixels).unsqueeze(0))
         with torch.no_grad(), loaded.precision.autocast():
             probs = loaded.model(x).float().softmax(dim=1)[0]
         top = probs.topk(min(topk, probs.numel()))

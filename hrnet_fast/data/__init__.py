@@ -28,6 +28,9 @@ Public API (the trainer, eval, predict and bench are written against these names
                      std=IMAGENET_STD_255)
         iter -> (x [B,3,S,S] dtype channels_last normalized, *rest on the device; keys unchanged)
 
+    Normalize(device: Device, dtype=torch.float32, mean=IMAGENET_MEAN_255, std=IMAGENET_STD_255)
+        (images uint8 [B,S,S,3]) -> x as DevicePrefetcher makes it (NCHW on NPU): also for predict
+
     decode_val_image(data: bytes | PIL.Image.Image, image_size: int, crop_ratio=0.875)
         -> np.ndarray uint8 [S,S,3]; the eval transform, for `hrnet-fast predict`
 
@@ -51,9 +54,9 @@ decode, then tensor crop + antialiased interpolate) is the slowest on the CPU.
 """
 from hrnet_fast.data.decode import decode_val_image
 from hrnet_fast.data.loader import TrainLoader, ValLoader
-from hrnet_fast.data.prefetch import IMAGENET_MEAN_255, IMAGENET_STD_255, DevicePrefetcher
+from hrnet_fast.data.prefetch import IMAGENET_MEAN_255, IMAGENET_STD_255, DevicePrefetcher, Normalize
 from hrnet_fast.data.reader import Faults
 from hrnet_fast.data.source import ShardSource, open_source
 
 __all__ = ["open_source", "ShardSource", "TrainLoader", "ValLoader", "DevicePrefetcher", "Faults",
-           "decode_val_image", "IMAGENET_MEAN_255", "IMAGENET_STD_255"]
+           "decode_val_image", "IMAGENET_MEAN_255", "IMAGENET_STD_255", "Normalize"]
