@@ -16,6 +16,7 @@ from conftest import run_cli
 from hrnet_fast.data import DevicePrefetcher
 from hrnet_fast.device import Device
 from hrnet_fast.step import GraphedStep, train_step
+from test_step import _batches, _build
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,38 +37,16 @@ def deterministic():
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
 
 
-def _build(mode: str, device: Device):
-    from test_step import CLASSES, TINY
-
-    from hrnet_fast.models import HRNet
-    from hrnet_fast.precision import MixedPrecision, param_groups
-
-    torch.manual_seed(0)
-    model = HRNet(TINY, CLASSES).to(device.torch_device, memory_format=torch.channels_last)
-    precision = MixedPrecision(mode, device)
-    precision.cast_model(model)
-    to_optimizer = precision.optimizer_params(model)
-    optimizer = device.sgd(param_groups(model, to_optimizer, 1e-4, True), lr=0.01, momentum=0.9, nesterov=True)
-    return model, precision, optimizer
-
-
-def _batches(steps: int, device: Device, dtype: torch.dtype):
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        x = torch.randn(8, 3, 64, 64, generator=generator).to(device.torch_device, dtype)
-        yield x.contiguous(memory_format=torch.channels_last), torch.randint(0, 5, (8,), generator=generator).cuda()
-
-
 @pytest.mark.parametrize("mode", ["fp32", "amp", "bf16", "o2"])
 def test_captured_steps_match_eager_steps(cuda, deterministic, mode):
     steps = 8
     criterion = nn.CrossEntropyLoss()
-    eager = _build(mode, cuda)
-    for x, y in _batches(steps, cuda, eager[1].input_dtype):
+    eager = _build(mode, device=cuda, lr=0.01)
+    for x, y in _batches(steps, eager[1].input_dtype, device=cuda, size=64, batch=8):
         train_step(eager[0], x, y, criterion, eager[1], eager[2])
-    model, precision, optimizer = _build(mode, cuda)
+    model, precision, optimizer = _build(mode, device=cuda, lr=0.01)
     step = GraphedStep(model, criterion, precision, optimizer)
-    for x, y in _batches(steps, cuda, precision.input_dtype):
+    for x, y in _batches(steps, precision.input_dtype, device=cuda, size=64, batch=8):
         step(x, y)
     torch.cuda.synchronize()
     assert step.captured

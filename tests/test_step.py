@@ -49,22 +49,25 @@ def stand_in(monkeypatch) -> StandInGraph:
     return graph
 
 
-def _build(mode: str, loss_scale: float | None = None):
+def _build(mode: str, loss_scale: float | None = None, device: Device = CPU, lr: float = 0.1):
+    """The tiny model, its precision and SGD as the trainer builds them (also for tests/test_cuda.py)."""
     torch.manual_seed(0)
-    model = HRNet(TINY, CLASSES).to(memory_format=torch.channels_last)
-    precision = MixedPrecision(mode, CPU, loss_scale)
+    model = HRNet(TINY, CLASSES).to(device.torch_device, memory_format=torch.channels_last)
+    precision = MixedPrecision(mode, device, loss_scale)
     precision.cast_model(model)
     to_optimizer = precision.optimizer_params(model)
-    optimizer = CPU.sgd(param_groups(model, to_optimizer, 1e-4, no_wd_norm_bias=True), lr=0.1,
-                        momentum=0.9, nesterov=True)
+    optimizer = device.sgd(param_groups(model, to_optimizer, 1e-4, no_wd_norm_bias=True), lr=lr,
+                           momentum=0.9, nesterov=True)
     return model, precision, optimizer
 
 
-def _batches(steps: int, dtype: torch.dtype):
+def _batches(steps: int, dtype: torch.dtype, device: Device = CPU, size: int = 32, batch: int = 6):
+    """Seeded random batches (x channels_last in `dtype`, labels) on `device`."""
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
-        x = torch.randn(6, 3, 32, 32, generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
-        yield x, torch.randint(0, CLASSES, (6,), generator=generator)
+        x = torch.randn(batch, 3, size, size, generator=generator).to(device.torch_device, dtype)
+        labels = torch.randint(0, CLASSES, (batch,), generator=generator).to(device.torch_device)
+        yield x.contiguous(memory_format=torch.channels_last), labels
 
 
 @pytest.mark.parametrize("mode", ["fp32", "amp", "o2"])
