@@ -132,6 +132,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.workers >= 0, "--workers must be 0 or more"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
         (cfg.align_channels in ("off", "8", "16", "auto"), "--align-channels must be 8, 16 or off"),
+        (not (cfg.graph and cfg.sync_bn and cfg.world_size > 1),
+         "--graph and --sync-bn do not combine (SyncBatchNorm communicates inside the forward): drop one of them"),
     ]
     for ok, message in checks:
         if not ok:

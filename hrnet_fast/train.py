@@ -151,12 +151,7 @@ class Trainer:
 
     def _step_function(self):
         """`step(x, labels) -> loss`: eager, or replayed from a captured graph with --graph."""
-        reduce_gradients = None
-        if self.cfg.graph and self.world.distributed:
-            if self.cfg.sync_bn:
-                raise UserError("--graph and --sync-bn do not combine (SyncBatchNorm communicates inside "
-                                "the forward): drop one of them")
-            reduce_gradients = distributed.average_gradients
+        reduce_gradients = distributed.average_gradients if self.cfg.graph and self.world.distributed else None
         return make_step(self.model, self.criterion, self.precision, self.optimizer, self.cfg.graph,
                          reduce_gradients)
 

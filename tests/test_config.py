@@ -62,3 +62,9 @@ def test_resume_with_another_recipe_takes_that_recipes_values():
     cfg = resolve(inherit({"recipe": "reference"}, saved)[0], 1)
     assert (cfg.recipe, cfg.label_smoothing, cfg.no_wd_norm_bias, cfg.schedule) == ("reference", 0.0, False, "step")
     assert cfg.workers == 3
+
+
+def test_graph_and_sync_bn_are_refused_together_on_several_processes():
+    with pytest.raises(UserError, match="--sync-bn"):
+        resolve({"graph": True, "sync_bn": True}, world_size=2)
+    assert resolve({"graph": True, "sync_bn": True}, world_size=1).graph  # one process: no SyncBN to clash
