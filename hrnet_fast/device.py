@@ -274,8 +274,9 @@ class Device:
             if fused is not None:
                 return fused(params, **kwargs)
         if self.kind == "cuda":
+            params = list(params)
             try:
-                return torch.optim.SGD(params, fused=True, **kwargs)
+                return _momentum_from_zero(torch.optim.SGD(params, fused=True, **kwargs))
             except (TypeError, RuntimeError):
                 pass
         return torch.optim.SGD(params, foreach=True, **kwargs)
@@ -292,6 +293,19 @@ class Device:
     def is_out_of_memory(exc: BaseException) -> bool:
         out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # top level from 2.5
         return isinstance(exc, out_of_memory) or "out of memory" in str(exc).lower()
+
+
+def _momentum_from_zero(optimizer: torch.optim.SGD) -> torch.optim.SGD:
+    """Give every parameter a zero momentum buffer before the first step.
+
+    Fused SGD creates missing buffers with `empty_like` before its kernel runs, and the kernel
+    returns early on an overflowed (skipped) step: a skipped first step would leave uninitialised
+    memory as momentum. With dampening 0, zero buffers give the first step's result bit for bit."""
+    for group in optimizer.param_groups:
+        if group["momentum"] and not group["dampening"]:
+            for param in group["params"]:
+                optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
+    return optimizer
 
 
 def local_rank() -> int:

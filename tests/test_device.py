@@ -36,6 +36,28 @@ def test_npu_uses_npu_fused_sgd(stub_npu):
     assert isinstance(opt, FakeFusedSGD)
 
 
+def test_cuda_fused_sgd_survives_a_skipped_first_step():
+    """Fused SGD makes its momentum with empty_like, then skips the update on overflow: a skipped
+    first step must not leave that memory as momentum. CUDA's choice, built on CPU tensors."""
+    def run(optimizer_of):
+        param = torch.nn.Parameter(torch.ones(4096))
+        optimizer = optimizer_of([param])
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+        scaler.scale((param * float("inf")).sum()).backward()  # overflow: the step is skipped
+        torch.full((4096,), float("nan")).sum()  # freed memory that empty_like could hand out
+        scaler.step(optimizer)
+        scaler.update()
+        param.grad = torch.linspace(-1.0, 1.0, 4096)
+        scaler.step(optimizer)
+        return param.detach(), optimizer
+
+    kwargs = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
+    fused, optimizer = run(lambda ps: Device("cuda").sgd(ps, **kwargs))
+    plain, _ = run(lambda ps: torch.optim.SGD(ps, foreach=False, **kwargs))
+    assert optimizer.defaults["fused"]
+    assert torch.equal(fused, plain)
+
+
 def test_broken_torch_npu_falls_back_to_cpu(monkeypatch):
     """torch_npu installed without CANN raises OSError (libhccl.so) on import: not an NPU."""
     def failing_import(name):
