@@ -17,6 +17,7 @@ BatchNorm sees two values per channel, which turns even float64 rounding into O(
 from __future__ import annotations
 
 import copy
+import io
 import dataclasses
 
 import pytest
@@ -228,6 +229,31 @@ def test_resume_from_stripped_checkpoint_continues_exactly():
     # bitwise in the official slice; padded running_var restarts at 1 (it only ever divides zeros)
     _assert_same(strip_state_dict(aligned.state_dict(), official_shapes(aligned)), resumed.state_dict(), resumed)
     assert padding_is_zero(resumed, resumed_precision.master_state_dict(resumed))
+
+
+def test_resumed_momentum_is_laid_out_like_its_channels_last_parameter():
+    """Fused CUDA SGD refuses momentum whose strides differ from its parameter's; a checkpoint's
+    buffers come back contiguous and padded, the parameters are channels_last."""
+    def build() -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = align_model(HRNet(SLIM, CLASSES), 8).to(memory_format=torch.channels_last)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    model, optimizer = build()
+    for param in model.parameters():
+        optimizer.state[param]["momentum_buffer"] = torch.randn_like(param)
+    saved = io.BytesIO()
+    torch.save(strip_optimizer_state(optimizer.state_dict(), optimizer_official_shapes(optimizer, model)), saved)
+    saved.seek(0)
+    momentum = torch.load(saved, weights_only=True)
+
+    resumed, resumed_optimizer = build()
+    resumed_optimizer.load_state_dict(pad_optimizer_state(momentum, resumed_optimizer))
+    assert any(p.dim() == 4 and p.stride()[1] == 1 < p.shape[1] for p in resumed.parameters())
+    for param in resumed.parameters():
+        assert resumed_optimizer.state[param]["momentum_buffer"].stride() == param.stride()
+    again = strip_optimizer_state(resumed_optimizer.state_dict(), optimizer_official_shapes(resumed_optimizer, resumed))
+    for index, entries in momentum["state"].items():
+        assert torch.equal(again["state"][index]["momentum_buffer"], entries["momentum_buffer"])
 
 
 # ---- weights in and out ---------------------------------------------------------------------------

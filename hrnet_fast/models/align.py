@@ -110,6 +110,19 @@ def pad_to(tensor: torch.Tensor, shape: Sequence[int], fill: float = 0.0) -> tor
     return padded
 
 
+def pad_like(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`tensor` in the leading corner of zeros shaped and laid out like `like` (itself if it is).
+
+    For optimizer state: fused CUDA SGD requires each momentum buffer to have its parameter's
+    strides, and a loaded buffer is contiguous while a channels_last parameter is not."""
+    if tensor.shape == like.shape and tensor.stride() == like.stride():
+        return tensor
+    _check_fits(tensor.shape, like.shape, "pad")
+    padded = torch.zeros_like(like, dtype=tensor.dtype, device=tensor.device)
+    padded[_corner(tensor.shape)] = tensor
+    return padded
+
+
 def strip_to(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """The leading `shape` corner of `tensor`, as a compact copy (a view would make torch.save
     write the whole padded storage)."""
@@ -180,20 +193,20 @@ def strip_optimizer_state(state: dict[str, Any], shapes: Sequence[Sequence[int]]
 
 
 def pad_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """An official-shaped optimizer state dict padded with zeros to `optimizer`'s tensors, ready for
-    `optimizer.load_state_dict` (zero momentum keeps padded weights at 0)."""
-    shapes = [tuple(p.shape) for group in optimizer.param_groups for p in group["params"]]
-    return _map_optimizer_state(state, shapes, pad_to)
+    """An official-shaped optimizer state dict padded with zeros to `optimizer`'s tensors and laid
+    out like them, ready for `optimizer.load_state_dict` (zero momentum keeps padded weights at 0)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return _map_optimizer_state(state, params, pad_like)
 
 
-def _map_optimizer_state(state: dict[str, Any], shapes: Sequence[Sequence[int]],
-                         resize: Callable[[torch.Tensor, Sequence[int]], torch.Tensor]) -> dict[str, Any]:
-    """Apply `resize` to every non-scalar tensor of every parameter's state; shapes follow the
-    order of the state dict's own `param_groups` indices."""
+def _map_optimizer_state(state: dict[str, Any], targets: Sequence[Any],
+                         resize: Callable[[torch.Tensor, Any], torch.Tensor]) -> dict[str, Any]:
+    """Apply `resize(tensor, target)` to every non-scalar tensor of every parameter's state;
+    `targets` (shapes or tensors) follow the order of the state dict's own `param_groups` indices."""
     indices = [index for group in state["param_groups"] for index in group["params"]]
-    shape_of = dict(zip(indices, shapes, strict=True))
+    target_of = dict(zip(indices, targets, strict=True))
     per_param = {
-        index: {k: resize(v, shape_of[index]) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+        index: {k: resize(v, target_of[index]) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
                 for k, v in entries.items()}
         for index, entries in state["state"].items()
     }
