@@ -9,9 +9,11 @@ built and warmed up, then they are timed in alternating rounds between device sy
         [--image-size 224] [--steps 20] [--warmup 5] [--repeats 2] [--device auto] [--compile] [--json]
 
 CPU smoke: `--device cpu --batch-size 4 --image-size 64 --steps 2 --warmup 1`.
-Peak memory is the device's max_memory_allocated during a contender's timed steps, less what the
-other contender keeps resident; on the CPU it is the process's peak RSS (Linux VmHWM, reset before
-each timed round; both models resident). Warm-up time counts from building the model to the end
+Peak memory is the device's max_memory_allocated during a contender's warm-up steps after the
+first (cuDNN autotuning's scratch left out; with --graph this includes the capture, the last time
+activations are allocated: replays reuse the graph's private pool, which max_memory_allocated no
+longer sees) and its timed steps, less what the other contender keeps resident; on the CPU it is
+the process's peak RSS (Linux VmHWM, reset before each timed round; both models resident). Warm-up time counts from building the model to the end
 of the warm-up steps, so it includes torch.compile and cuDNN autotuning (timm runs first and fills
 cuDNN's cache for the shapes both share).
 """
@@ -37,7 +39,7 @@ from hrnet_fast.config import TrainConfig, resolve  # noqa: E402
 from hrnet_fast.device import Device, resolve_device  # noqa: E402
 from hrnet_fast.precision import PRECISIONS, MixedPrecision  # noqa: E402
 from hrnet_fast.step import GRAPH_WARMUP_STEPS, make_step  # noqa: E402
-from hrnet_fast.timing import time_steps  # noqa: E402
+from hrnet_fast.timing import time_steps, warm_up_steps  # noqa: E402
 from hrnet_fast.train import build_model_and_optimizer  # noqa: E402
 
 Step = Callable[[], torch.Tensor]
@@ -105,14 +107,15 @@ def allocated_mb(device: Device) -> float:
     return device.max_memory_allocated() / 2**20
 
 
-def warm_up(build: Callable[[], Step], device: Device, warmup: int) -> tuple[Step, float, float]:
-    """Build a contender and run its untimed steps: (step, seconds, memory it keeps between steps)."""
+def warm_up(build: Callable[[], Step], device: Device, warmup: int) -> tuple[Step, float, float, float]:
+    """Build a contender and run its untimed steps: (step, seconds, its peak memory during the
+    warm-up steps after the first, memory it keeps between steps)."""
     gc.collect()
     before = allocated_mb(device)
     start = time.perf_counter()
     step = build()
-    time_steps(step, device, warmup)
-    return step, time.perf_counter() - start, allocated_mb(device) - before
+    _, peak = warm_up_steps(step, device, warmup)
+    return step, time.perf_counter() - start, max(peak - before, 0.0), allocated_mb(device) - before
 
 
 def timed(step: Step, device: Device, steps: int) -> tuple[float, float, float]:
@@ -131,8 +134,9 @@ def compare(builders: dict[str, Callable[[], Step]], device: Device, batch_size:
     on an accelerator excludes what the others keep resident (their weights and optimizer state)."""
     steps_of, results, resident = {}, {}, {}
     for name, build in builders.items():
-        steps_of[name], seconds, resident[name] = warm_up(build, device, warmup)
-        results[name] = {"images_per_s": 0.0, "warmup_seconds": round(seconds, 2), "peak_memory_mb": 0.0}
+        steps_of[name], seconds, peak, resident[name] = warm_up(build, device, warmup)
+        results[name] = {"images_per_s": 0.0, "warmup_seconds": round(seconds, 2),
+                         "peak_memory_mb": round(peak, 1)}
     for _ in range(repeats):
         for name, step in steps_of.items():
             seconds, peak, loss = timed(step, device, steps)
@@ -196,13 +200,14 @@ def main() -> None:
     ratio = results["ours"]["images_per_s"] / results["timm"]["images_per_s"]
     print(f"ours / timm: {ratio:.2f}x (target >= 1)")
     if args.json:
+        memory = ("device max allocated, warm-up and timed steps" if device.is_accelerator
+                  else "process peak RSS, both models resident")
         print(json.dumps({"model": args.model, "device": device.describe(), "precision": precision,
                           "timm_autocast": str(TIMM_AUTOCAST[precision]), "batch_size": batch_size,
                           "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup,
-                          "repeats": args.repeats,
-                          "compile": args.compile, "graph": args.graph,
-                          "align_channels": device.channel_align(args.align_channels) or "off", "memory": "device max allocated" if device.is_accelerator
-                          else "process peak RSS, both models resident", **results, "ratio": round(ratio, 3),
+                          "repeats": args.repeats, "compile": args.compile, "graph": args.graph,
+                          "align_channels": device.channel_align(args.align_channels) or "off",
+                          "memory": memory, **results, "ratio": round(ratio, 3),
                           "images_per_s": results["ours"]["images_per_s"]}))
 
 

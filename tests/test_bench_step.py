@@ -33,3 +33,48 @@ def test_run_all_picks_the_comparisons_the_device_can_run(monkeypatch):
     settings = run_all.Settings(quick=True, device="cuda", accelerator=True, workers=16, out=ROOT)
     assert run_all.COMPARISONS["step_compiled"].flags(settings)[-2:] == ["--compile", "--graph"]
     assert "--graph" in run_all.end_to_end_flags(settings)
+
+
+class CountingDevice:
+    """A device whose steps allocate known amounts, to see which steps the warm-up peak covers."""
+
+    def __init__(self, per_call_mb: list[float]) -> None:
+        self.per_call, self.peak = list(per_call_mb), 0.0
+
+    def synchronize(self) -> None:
+        pass
+
+    def reset_peak_memory(self) -> None:
+        self.peak = 0.0
+
+    def max_memory_allocated(self) -> int:
+        return int(self.peak * 2**20)
+
+    def step(self):
+        self.peak = max(self.peak, self.per_call.pop(0))
+
+
+def test_warm_up_peak_leaves_out_the_autotuning_step_and_keeps_the_capture():
+    from hrnet_fast.timing import warm_up_steps
+
+    device = CountingDevice([900.0, 40.0, 70.0, 50.0])  # autotune, eager, capture, replay
+    seconds, peak_mb = warm_up_steps(device.step, device, 4)
+    assert peak_mb == 70.0 and seconds >= 0 and not device.per_call
+    single = CountingDevice([900.0])
+    assert warm_up_steps(single.step, single, 1)[1] == 0.0
+
+
+def test_step_vs_timm_runs_both_contenders_on_the_cpu():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = ["--model", "hrnet_w18_small_v1", "--batch-size", "2", "--image-size", "32", "--steps", "1",
+            "--warmup", "2", "--repeats", "1", "--device", "cpu", "--json"]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_vs_timm.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["timm"]["images_per_s"] > 0 and report["ours"]["images_per_s"] > 0
+    assert report["ours"]["peak_memory_mb"] > 0 and report["ratio"] > 0

@@ -26,14 +26,15 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     """Forward + backward + fused SGD on random on-device batches: the step's ceiling.
 
     Warm-up steps are untimed and include compilation and graph capture (with --graph at least
-    GRAPH_WARMUP_STEPS + 1 of them, so the capture never lands in the timed steps)."""
+    GRAPH_WARMUP_STEPS + 1 of them, so the capture never lands in the timed steps). Peak memory
+    covers the warm-up steps after the first, so a graph's activations are counted."""
     import torch
     from torch import nn
 
     from hrnet_fast.config import resolve
     from hrnet_fast.device import resolve_device
     from hrnet_fast.precision import MixedPrecision
-    from hrnet_fast.timing import time_steps
+    from hrnet_fast.timing import time_steps, warm_up_steps
     from hrnet_fast.step import GRAPH_WARMUP_STEPS, make_step
     from hrnet_fast.train import build_model_and_optimizer
 
@@ -53,15 +54,16 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     def step() -> torch.Tensor:
         return step_fn(x, labels)
 
-    warmup_seconds, _ = time_steps(step, dev, warmup)
+    warmup_seconds, warmup_peak_mb = warm_up_steps(step, dev, warmup)
     dev.reset_peak_memory()
     seconds, loss = time_steps(step, dev, steps)
+    peak_mb = max(warmup_peak_mb, dev.max_memory_allocated() / 2**20)
     result = {
         "model": model, "device": dev.describe(), "precision": prec.name, "batch_size": batch_size,
         "image_size": image_size, "compile": compile_, "graph": graph, "steps": steps, "warmup": warmup,
         "align_channels": dev.channel_align(align_channels) or "off",
         "images_per_s": round(steps * batch_size / seconds, 2),
-        "warmup_seconds": round(warmup_seconds, 2), "peak_memory_mb": round(dev.max_memory_allocated() / 2**20, 1),
+        "warmup_seconds": round(warmup_seconds, 2), "peak_memory_mb": round(peak_mb, 1),
         "final_loss": round(float(loss), 4),
     }
     click.echo(f"{model} {prec.name} batch {batch_size} @ {image_size}px on {result['device']}: "
