@@ -162,10 +162,9 @@ class Device:
             tensor.record_stream(self._module().current_stream(self.torch_device))
 
     @contextlib.contextmanager
-    def side_stream(self) -> Iterator[None]:
-        """Run the block on a fresh stream ordered after and before the current one (what graph
-        capture wants for its warm-up steps); on the CPU just run it."""
-        stream = self.new_stream()
+    def side_stream(self, stream: Optional[Any]) -> Iterator[None]:
+        """Run the block on `stream` (from new_stream), ordered after and before the current one:
+        what graph capture wants for its warm-up steps. On the CPU just run it."""
         if stream is None:
             yield
             return
@@ -225,8 +224,12 @@ class Device:
     def supports_bf16(self) -> bool:
         if self.kind == "cpu":
             return True
+        module = self._module()
         try:  # CUDA from Ampere on; Ascend 910B and later (not the 910A)
-            return bool(self._module().is_bf16_supported())
+            try:  # torch >= 2.4 would otherwise also say yes to emulated (slow) bf16 before Ampere
+                return bool(module.is_bf16_supported(including_emulation=False))
+            except TypeError:
+                return bool(module.is_bf16_supported())
         except Exception:
             return False
 

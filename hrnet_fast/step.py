@@ -74,8 +74,11 @@ class GraphedStep:
         if reason:
             raise UserError(reason)
         self.model, self.criterion, self.precision, self.optimizer = model, criterion, precision, optimizer
+        if warmup < 1:  # lazy state (the loss scale, cuDNN's choices) must exist before capture
+            raise ValueError("a captured step needs at least one eager warm-up step")
         self.device = precision.device
         self.warmup = warmup
+        self._warmup_stream = self.device.new_stream()  # one stream: its cached blocks are reused
         self.reduce_gradients = reduce_gradients
         self.calls = 0
         self._replay: Optional[Callable[[], None]] = None
@@ -99,7 +102,7 @@ class GraphedStep:
             if self._replay is not None:
                 self._replay()
             elif self.calls <= self.warmup:
-                with self.device.side_stream():
+                with self.device.side_stream(self._warmup_stream):
                     self._work()
             else:
                 self.device.synchronize()

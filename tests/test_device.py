@@ -180,6 +180,15 @@ def test_npu_capabilities_and_loader_pinning(stub_npu, monkeypatch):
     assert Device("npu").pin_memory == "npu" and Device("cuda").pin_memory is True
 
 
+def test_cuda_bf16_default_needs_native_bf16(monkeypatch):
+    """Before Ampere, torch's is_bf16_supported() says yes to emulated bf16: amp is the default there."""
+    emulated_only = lambda including_emulation=True: including_emulation  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulated_only)
+    assert Device("cuda").default_precision() == "amp"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert Device("cuda").default_precision() == "bf16"
+
+
 def test_ddp_copies_gradients_back_on_npu(monkeypatch):
     """NPU fused optimizers keep a combined gradient buffer: DDP must not re-point gradients."""
     from torch.nn import parallel

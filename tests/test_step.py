@@ -101,7 +101,7 @@ def test_graphed_steps_equal_eager_steps(stand_in, mode):
 
 def test_a_captured_step_refuses_another_shape(stand_in):
     model, precision, optimizer = _build("fp32")
-    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer, warmup=0)
+    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer, warmup=1)
     x, y = next(_batches(1, torch.float32))
     step(x, y)
     with pytest.raises(RuntimeError, match="static shapes"):
@@ -217,7 +217,7 @@ def test_compiled_steps_follow_eager_steps(stand_in, graph):
 
     model, precision, optimizer = _build("fp32")
     compiled = CPU.compile(model, backend="aot_eager")
-    step = (GraphedStep(compiled, criterion, precision, optimizer, warmup=0) if graph
+    step = (GraphedStep(compiled, criterion, precision, optimizer, warmup=1) if graph
             else make_step(compiled, criterion, precision, optimizer))
     for x, y in _batches(steps, torch.float32):
         step(x, y)
