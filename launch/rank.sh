@@ -43,7 +43,11 @@ fi
 
 log="$LOG_DIR/rank$RANK.log"
 if ((LOCAL_RANK == 0)); then
-    "$@" 2>&1 | tee -a "$log"  # pipefail: the status is the command's
+    # pipefail: the status is the command's. torchrun and schedulers signal the whole process
+    # group: this shell waits for the trainer (a trap, not an ignore, so the trainer keeps its
+    # default signals), and tee ignores them to outlive the trainer's last lines (saved, FPS).
+    trap ':' TERM INT
+    "$@" 2>&1 | (trap '' TERM INT; exec tee -a "$log")
 else
     exec "$@" >>"$log" 2>&1
 fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -244,6 +245,29 @@ def test_rank_sh_passes_the_exit_status(tmp_path):
     for local_rank in ("0", "1"):
         env = clean_env(LOCAL_RANK=local_rank, LOCAL_WORLD_SIZE="2", RANK=local_rank)
         assert run("rank.sh", "--log-dir", str(tmp_path), "--", "bash", "-c", "exit 3", env=env).returncode == 3
+
+
+def test_rank_sh_lets_a_group_sigterm_end_the_run_cleanly(tmp_path):
+    """torchrun signals the rank's whole process group: the trainer's last lines (checkpoint
+    saved, FPS) must still reach the console and the log, and its exit status must stand."""
+    trainer = ("import signal, sys, time\n"
+               "def stop(*_):\n"
+               "    time.sleep(0.5)\n"
+               "    print('saved last.pt', flush=True)\n"
+               "    sys.exit(0)\n"
+               "signal.signal(signal.SIGTERM, stop)\n"
+               "print('training', flush=True)\n"
+               "time.sleep(60)\n")
+    env = clean_env(LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", RANK="0")
+    proc = subprocess.Popen([str(LAUNCH / "rank.sh"), "--log-dir", str(tmp_path), "--no-bind", "--",
+                             sys.executable, "-c", trainer], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=env, start_new_session=True)
+    assert proc.stdout.readline() == "training\n"
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out == "saved last.pt\n"
+    assert (tmp_path / "rank0.log").read_text() == "training\nsaved last.pt\n"
 
 
 # ---- the torchrun command ---------------------------------------------------------------------------

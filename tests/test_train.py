@@ -1,5 +1,6 @@
 """The trainer on the CPU: one process and two under torchrun, resume, signals, divergence."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -56,7 +57,8 @@ def test_o2_run_keeps_fp32_weights_in_its_checkpoint(tiny_shards, tmp_path):
 
 def start_training(shards: Path, out: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out), *TINY, *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as under torchrun
 
 
 def wait_for(predicate, timeout: float = 120) -> None:
@@ -100,11 +102,13 @@ def test_resume_keeps_the_runs_settings(tiny_shards, tmp_path):
 
 
 def test_sigterm_saves_and_exits_zero(tiny_shards, tmp_path):
+    """torchrun, Slurm and Kubernetes send SIGTERM to the whole process group, loader workers too."""
     run = tmp_path / "term"
-    proc = start_training(tiny_shards, run, "--epochs", "50")
+    proc = start_training(tiny_shards, run, "--epochs", "50", "--workers", "2")
     wait_for(lambda: (run / "metrics.jsonl").exists())
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] >= 5 and ckpt["epoch"] < 50
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 from typing import Iterator
 
 import torch
@@ -33,6 +34,14 @@ def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num
         raise UserError(f"rank {rank} is outside world size {world_size}: check the launcher's RANK/WORLD_SIZE")
 
 
+def leave_sigterm_to_the_main_process(_worker_id: int) -> None:
+    """Loader workers ignore SIGTERM. torchrun, Slurm and Kubernetes signal the whole process
+    group, and a worker killed by it makes the main process raise mid-step instead of saving its
+    checkpoint and exiting 0. The main process stops its workers itself, and a worker whose main
+    process is gone exits on its own (the DataLoader's watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool | str,
                    prefetch_factor: int) -> Iterator[WorkerBatch]:
     """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch).
@@ -41,7 +50,8 @@ def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool 
     torch would otherwise skip without a word when CUDA is absent."""
     pin_device = {"pin_memory_device": pin_memory} if isinstance(pin_memory, str) and pin_memory else {}
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
-                        prefetch_factor=prefetch_factor if num_workers else None, **pin_device)
+                        prefetch_factor=prefetch_factor if num_workers else None,
+                        worker_init_fn=leave_sigterm_to_the_main_process if num_workers else None, **pin_device)
     for fields, faults, fatal in loader:
         yield WorkerBatch(tuple(fields), faults, fatal)
 
