@@ -5,6 +5,7 @@ the complete configuration that the run stores in `config.json`, so a run can be
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -38,7 +39,7 @@ class TrainConfig:
     crop_scale_min: float = 0.08          # RandomResizedCrop's smallest area fraction
     hflip: bool = True
     val_image_size: Optional[int] = None
-    workers: int = 4
+    workers: Optional[int] = None         # None: default_workers()
     shuffle_buffer: int = 4096
     seed: int = 0
     stop_step: Optional[int] = None
@@ -96,6 +97,25 @@ def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str,
     return {**overrides, **taken}, {k: v for k, v in taken.items() if alone.get(k) != v}
 
 
+MAX_DEFAULT_WORKERS = 8  # each holds a shuffle buffer of compressed samples (--shuffle-buffer)
+
+
+def default_workers() -> int:
+    """Loader workers per rank: this rank's CPU cores less one for the process that drives the
+    device, at most MAX_DEFAULT_WORKERS. One core decodes and crops roughly 600 (full-size
+    ImageNet JPEGs) to 1500 (short side 256) images/s, and an accelerator wants thousands.
+
+    launch/rank.sh narrows each rank's CPU affinity to its own slice; without it (plain torchrun)
+    the node's cores are shared by its LOCAL_WORLD_SIZE ranks."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if cores >= (os.cpu_count() or cores):
+        cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(cores - 1, MAX_DEFAULT_WORKERS))
+
+
 def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:
     """Recipe values, then the user's flags (those not None), then derived fields."""
     recipe_name = overrides.get("recipe") or "reference"
@@ -110,6 +130,8 @@ def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:
         raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))}")
     values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}, "recipe": recipe_name}
     cfg = TrainConfig(**values)
+    if cfg.workers is None:
+        cfg.workers = default_workers()
     cfg.world_size = world_size
     cfg.global_batch = cfg.batch_size * world_size
     if cfg.lr is not None:

@@ -338,10 +338,14 @@ class Trainer:
         meter.start_interval()
 
     def validate(self) -> EvalResult:
+        """Accuracy of one model, the one checkpoints keep: rank 0's. Each rank's BatchNorm
+        statistics follow its own batches (DDP does not broadcast buffers here), so rank 0's are
+        sent to all before they share out the val set."""
+        if self.world.distributed:
+            distributed.broadcast_from_main(self.raw_model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
                            image_size=self.cfg.val_image_size or self.cfg.image_size,
-                           rank=self.world.rank, world_size=self.world.size,
-                           num_workers=min(self.cfg.workers, 2),
+                           rank=self.world.rank, world_size=self.world.size, num_workers=self.cfg.workers,
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype)
         return evaluate(self.eval_model, batches, self.device, self.precision.autocast)

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from hrnet_fast.config import inherit, resolve
+from hrnet_fast import config
+from hrnet_fast.config import default_workers, inherit, resolve
 from hrnet_fast.errors import UserError
 from hrnet_fast.schedule import lr_at
 
@@ -47,13 +48,13 @@ def test_bad_settings_are_user_errors(bad, message):
 
 
 def test_resume_inherits_what_the_command_line_leaves_unset():
-    saved = resolve({"recipe": "cosine", "batch_size": 4, "workers": 3, "stop_step": 2, "graph": True}, 1).to_json()
+    saved = resolve({"recipe": "cosine", "batch_size": 4, "workers": 9, "stop_step": 2, "graph": True}, 1).to_json()
     merged, taken = inherit({"recipe": None, "batch_size": None, "epochs": 7, "stop_step": 9}, saved)
     cfg = resolve(merged, 1)
-    assert (cfg.recipe, cfg.batch_size, cfg.workers) == ("cosine", 4, 3)
+    assert (cfg.recipe, cfg.batch_size, cfg.workers) == ("cosine", 4, 9)  # 9: never the default
     assert cfg.no_wd_norm_bias and cfg.label_smoothing == 0.1
     assert cfg.epochs == 7 and cfg.stop_step == 9 and not cfg.graph  # given flags win; run-local not inherited
-    assert taken == {"recipe": "cosine", "batch_size": 4, "workers": 3, "schedule": "cosine", "warmup_epochs": 5,
+    assert taken == {"recipe": "cosine", "batch_size": 4, "workers": 9, "schedule": "cosine", "warmup_epochs": 5,
                      "label_smoothing": 0.1, "no_wd_norm_bias": True}  # what differs from the defaults
 
 
@@ -68,3 +69,20 @@ def test_graph_and_sync_bn_are_refused_together_on_several_processes():
     with pytest.raises(UserError, match="--sync-bn"):
         resolve({"graph": True, "sync_bn": True}, world_size=2)
     assert resolve({"graph": True, "sync_bn": True}, world_size=1).graph  # one process: no SyncBN to clash
+
+
+@pytest.mark.parametrize("affinity, cpus, local_ranks, expected", [
+    (16, 16, 1, 8),    # one GPU on 16 cores: capped (each worker holds a shuffle buffer)
+    (2, 2, 1, 1),      # the 2-core box: one worker, one core drives the device
+    (96, 96, 8, 8),    # plain torchrun: 8 ranks share 96 cores, 12 each
+    (32, 32, 8, 3),    # 4 cores per rank
+    (12, 96, 8, 8),    # launch/rank.sh already narrowed this rank to 12 cores
+    (1, 1, 1, 1),      # never fewer than one
+])
+def test_default_workers_follow_this_ranks_cores(monkeypatch, affinity, cpus, local_ranks, expected):
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    monkeypatch.setattr(config.os, "cpu_count", lambda: cpus)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
+    assert default_workers() == expected
+    assert resolve({}, world_size=local_ranks).workers == expected
+    assert resolve({"workers": 0}, world_size=local_ranks).workers == 0  # 0 (no worker processes) stays 0

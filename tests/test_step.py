@@ -328,11 +328,19 @@ def _two_rank_trainer(rank: int, port: int, shards: str, out: str, graph: bool) 
 
     from hrnet_fast.train import train
 
+    from hrnet_fast import train as trainer
+
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     Device.graph_support = lambda self: None
     Device.capture = lambda self, work: work
+    evaluate = trainer.evaluate
+
+    def evaluate_and_keep_statistics(model, *args, **kwargs):  # the BN statistics each rank validates with
+        torch.save({k: v for k, v in model.state_dict().items() if "running" in k}, f"{out}/val_stats{rank}.pt")
+        return evaluate(model, *args, **kwargs)
+    trainer.evaluate = evaluate_and_keep_statistics
     train({"shards": shards, "out": out, "model": "hrnet_w18_small_v1", "image_size": 32, "batch_size": 10,
            "workers": 0, "device": "cpu", "epochs": 1, "log_interval": 2, "seed": 5, "lr": 0.05, "graph": graph})
 
@@ -352,5 +360,7 @@ def test_two_rank_trainer_with_graph_equals_ddp(tiny_shards, tmp_path):
         out = tmp_path / ("graph" if graph else "ddp")
         mp.spawn(_two_rank_trainer, args=(port, str(tiny_shards), str(out), graph), nprocs=2)
         results[graph] = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+        stats = [torch.load(out / f"val_stats{rank}.pt", weights_only=True) for rank in (0, 1)]
+        assert all(torch.equal(stats[0][k], stats[1][k]) for k in stats[0])  # one model validated: rank 0's
     assert results[True]["step"] == results[False]["step"] == 10  # 200 images / (2 ranks x 10)
     assert all(torch.equal(results[False]["model"][k], results[True]["model"][k]) for k in results[False]["model"])

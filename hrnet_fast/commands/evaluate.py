@@ -21,7 +21,7 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Per-device batch.")
 @click.option("--image-size", type=int, help="Center-crop size [the checkpoint's, else 224].")
 @click.option("--crop-ratio", type=float, default=0.875, show_default=True, help="Crop / resize (224/256).")
-@click.option("--workers", type=int, default=4, show_default=True)
+@click.option("--workers", type=int, help="Loader worker processes per device [this rank's CPU cores - 1, at most 8].")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default="auto", show_default=True,
@@ -29,11 +29,12 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write key,label,top1,top5 CSV.")
 def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional[str], split: str,
-             batch_size: int, image_size: Optional[int], crop_ratio: float, workers: int,
+             batch_size: int, image_size: Optional[int], crop_ratio: float, workers: Optional[int],
              precision: Optional[str], device: str, align_channels: str, as_json: bool,
              save_predictions: Optional[str]) -> None:
     """Evaluate a checkpoint; ends with `Acc@1 A Acc@5 B images N`. Runs under torchrun too."""
     from hrnet_fast import distributed
+    from hrnet_fast.config import default_workers
     from hrnet_fast.data import DevicePrefetcher, ValLoader, open_source
     from hrnet_fast.device import resolve_device
     from hrnet_fast.errors import UserError
@@ -41,6 +42,7 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
     from hrnet_fast.inference import load_for_inference
 
     world = distributed.world_from_env()
+    workers = default_workers() if workers is None else workers
     dev = resolve_device(device)
     dev.activate()
     dev.share_cores_with_loader(workers)

@@ -31,7 +31,7 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--crop-scale-min", type=float, help="Smallest RandomResizedCrop area fraction [0.08].")
 @click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [on].")
 @click.option("--val-image-size", type=int, help="Val crop size [--image-size].")
-@click.option("--workers", type=int, help="Loader worker processes per device [4].")
+@click.option("--workers", type=int, help="Loader worker processes per device [this rank's CPU cores - 1, at most 8].")
 @click.option("--shuffle-buffer", type=int, help="Samples in the shuffle buffer per worker [4096].")
 @click.option("--out", help="Run directory [runs/MODEL].")
 @click.option("--resume", help="auto (continue --out's last.pt if any) or a checkpoint path; flags "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
+import os
 from typing import Iterator
 
 import torch
@@ -34,12 +34,12 @@ def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num
         raise UserError(f"rank {rank} is outside world size {world_size}: check the launcher's RANK/WORLD_SIZE")
 
 
-def leave_sigterm_to_the_main_process(_worker_id: int) -> None:
-    """Loader workers ignore SIGTERM. torchrun, Slurm and Kubernetes signal the whole process
-    group, and a worker killed by it makes the main process raise mid-step instead of saving its
-    checkpoint and exiting 0. The main process stops its workers itself, and a worker whose main
-    process is gone exits on its own (the DataLoader's watchdog)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def own_process_group(_worker_id: int) -> None:
+    """Each loader worker leaves its rank's process group. torchrun stops a rank by signalling
+    that whole group; a worker killed by it makes the main process raise mid-step instead of
+    saving its checkpoint and exiting 0. The main process still stops its workers itself (a
+    signal to each), and a worker whose main process is gone exits on its own (the watchdog)."""
+    os.setpgid(0, 0)
 
 
 def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool | str,
@@ -51,7 +51,7 @@ def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool 
     pin_device = {"pin_memory_device": pin_memory} if isinstance(pin_memory, str) and pin_memory else {}
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
                         prefetch_factor=prefetch_factor if num_workers else None,
-                        worker_init_fn=leave_sigterm_to_the_main_process if num_workers else None, **pin_device)
+                        worker_init_fn=own_process_group if num_workers else None, **pin_device)
     for fields, faults, fatal in loader:
         yield WorkerBatch(tuple(fields), faults, fatal)
 
