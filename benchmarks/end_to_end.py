@@ -14,9 +14,12 @@ Both are cached under --work. The train run's FPS excludes its first --log-inter
 (hrnet-fast's RateMeter), so --stop-step must be well above --log-interval; the synthetic run
 times as many steps as the train run does.
 
-Defaults follow the device: on an accelerator hrnet_w18, batch 256 at 224 px, amp, 50 steps,
-min(cores, 16) workers; on the CPU a smoke run (about a minute): hrnet_w18_small_v1, batch 8 at
-64 px, fp32, 20 steps, 1 worker.
+Defaults follow the device: on an accelerator hrnet_w18, batch 256 at 224 px, amp, the trainer's
+default workers (cores - 1, at most 8); on the CPU a smoke run: hrnet_w18_small_v1, batch 8 at
+64 px, fp32, 1 worker. The loader fills its queue (workers x 4 batches) during the first, untimed
+interval, and a queue hides a slow loader for queue / shortfall steps; so the run is as long as
+ten queues after that interval (8 workers: 330 steps), and the generated shards (two per worker)
+are listed as often as that takes (symlinks), so no more images need writing or packing.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from hrnet_fast.commands.options import DEVICE_CHOICES  # noqa: E402
+from hrnet_fast.config import default_workers  # noqa: E402
+from hrnet_fast.data.loader import TRAIN_PREFETCH  # noqa: E402
 from hrnet_fast.device import resolve_device  # noqa: E402
 from hrnet_fast.precision import PRECISIONS  # noqa: E402
 from pack_vs_tar import make_tree  # noqa: E402
@@ -61,6 +66,31 @@ def packed_shards(work: Path, train_images: int, batch_size: int, resize: int, u
         run([sys.executable, "-m", "pack", "imagenet", str(tree), "--out", str(shards), "--splits", "train",
              "--shard-size", str(batch_size), "--resize", str(resize), "--workers", str(workers)])
     return shards
+
+
+def repeated_shards(shards: Path, samples: int) -> Path:
+    """`shards`' train split listed again and again (symlinks and a manifest) until it holds at
+    least `samples`: a long epoch without writing and packing that many images."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    train = manifest["splits"]["train"]
+    copies = math.ceil(samples / train["num_samples"])
+    if copies <= 1:
+        return shards
+    out = shards.parent / f"{shards.name}-x{copies}"
+    if not (out / "manifest.json").exists():
+        out.mkdir(exist_ok=True)
+        listed = []
+        for copy in range(copies):
+            for shard in train["shards"]:
+                name = f"train-x{copy:03d}-{shard['name']}"
+                link = out / name
+                if not link.is_symlink():
+                    link.symlink_to((shards / shard["name"]).resolve())
+                listed.append({**shard, "name": name})
+        manifest["splits"] = {"train": {**train, "shards": listed, "num_samples": copies * train["num_samples"]}}
+        (out / "manifest.json.tmp").write_text(json.dumps(manifest))
+        (out / "manifest.json.tmp").rename(out / "manifest.json")
+    return out
 
 
 def train_fps(args: argparse.Namespace, shards: Path) -> tuple[float, float]:
@@ -101,8 +131,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="[256; CPU: 8]")
     parser.add_argument("--image-size", type=int, help="[224; CPU: 64]")
     parser.add_argument("--precision", choices=PRECISIONS, help="[amp; CPU: fp32]")
-    parser.add_argument("--workers", type=int, help="Loader workers [min(cores, 16); CPU: 1].")
-    parser.add_argument("--stop-step", type=int, help="Train steps [50; CPU: 20].")
+    parser.add_argument("--workers", type=int, help="Loader workers [the trainer's default; CPU: 1].")
+    parser.add_argument("--stop-step", type=int,
+                        help="Train steps [--log-interval + 10 x the batches the loader holds ready].")
     parser.add_argument("--log-interval", type=int, help="Untimed first steps of the train run [10; CPU: 5].")
     parser.add_argument("--bench-steps", type=int, help="Timed synthetic steps [as many as the train run times].")
     parser.add_argument("--resize", type=int, default=384, help="pack --resize (short side; 0 keeps originals).")
@@ -112,14 +143,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
     args = parser.parse_args()
     accelerator = resolve_device(args.device).is_accelerator
-    cores = len(os.sched_getaffinity(0))
-    defaults = dict(model="hrnet_w18", batch_size=256, image_size=224, precision="amp", workers=min(cores, 16),
-                    stop_step=50, log_interval=10) if accelerator else \
-        dict(model="hrnet_w18_small_v1", batch_size=8, image_size=64, precision="fp32", workers=1,
-             stop_step=20, log_interval=5)
+    defaults = dict(model="hrnet_w18", batch_size=256, image_size=224, precision="amp", workers=default_workers(),
+                    log_interval=10) if accelerator else \
+        dict(model="hrnet_w18_small_v1", batch_size=8, image_size=64, precision="fp32", workers=1, log_interval=5)
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    # The loader fills its queue (workers x TRAIN_PREFETCH batches) while the first, untimed interval
+    # warms the model up; a timed window of ten queues lets a slow loader show through.
+    args.stop_step = args.stop_step or args.log_interval + 10 * max(args.workers, 1) * TRAIN_PREFETCH
     if args.stop_step <= args.log_interval:
         parser.error("--stop-step must exceed --log-interval: the first interval is not timed")
     args.bench_steps = args.bench_steps or args.stop_step - args.log_interval
@@ -132,8 +164,10 @@ def main() -> None:
     start = time.perf_counter()
     readers = max(args.workers, 1)
     needed = readers * math.ceil(args.stop_step / readers) * args.batch_size  # one epoch covers the run
-    shards = args.shards or packed_shards(args.work, needed, args.batch_size, args.resize, args.unique,
-                                          len(os.sched_getaffinity(0)))
+    if not args.shards:  # two shards per reader, listed as often as the run needs
+        packed = packed_shards(args.work, 2 * readers * args.batch_size, args.batch_size, args.resize,
+                               args.unique, len(os.sched_getaffinity(0)))
+    shards = args.shards or repeated_shards(packed, needed)
     seconds["prepare"] = time.perf_counter() - start
     start = time.perf_counter()
     fps, wait_share = train_fps(args, shards)

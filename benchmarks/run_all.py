@@ -125,8 +125,7 @@ def step_variant(*switches: str, target: float) -> Comparison:
 def end_to_end_flags(s: Settings) -> list[str]:
     if not s.accelerator:  # the script's CPU defaults are the smoke run
         return ["--device", s.device]
-    longer = [] if s.quick else ["--stop-step", "200", "--log-interval", "20"]
-    return ["--device", s.device, "--workers", str(min(s.workers, 16)), "--graph", *longer]
+    return ["--device", s.device, "--workers", str(max(1, min(s.workers - 1, 8))), "--graph"]
 
 
 def end_to_end_rows(r: dict) -> list[dict]:

@@ -78,3 +78,23 @@ def test_step_vs_timm_runs_both_contenders_on_the_cpu():
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["timm"]["images_per_s"] > 0 and report["ours"]["images_per_s"] > 0
     assert report["ours"]["peak_memory_mb"] > 0 and report["ratio"] > 0
+
+
+def test_end_to_end_lists_its_shards_again_for_a_long_epoch(tiny_shards, tmp_path):
+    """The end-to-end benchmark times ten loader queues; its shards repeat instead of growing."""
+    import importlib.util
+    import shutil
+
+    from conftest import ROOT
+    from hrnet_fast.data import open_source
+
+    spec = importlib.util.spec_from_file_location("end_to_end", ROOT / "benchmarks" / "end_to_end.py")
+    end_to_end = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(end_to_end)
+    shards = shutil.copytree(tiny_shards, tmp_path / "shards")
+    assert end_to_end.repeated_shards(shards, 200) == shards  # enough already
+    longer = end_to_end.repeated_shards(shards, 450)
+    source, original = open_source(str(longer), "train"), open_source(str(shards), "train")
+    assert source.num_samples == 3 * original.num_samples and len(source.urls) == 3 * len(original.urls)
+    assert [open(u, "rb").read() for u in source.urls[:8]] == [open(u, "rb").read() for u in original.urls]
+    assert end_to_end.repeated_shards(shards, 450) == longer  # cached

@@ -34,6 +34,9 @@ def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num
         raise UserError(f"rank {rank} is outside world size {world_size}: check the launcher's RANK/WORLD_SIZE")
 
 
+TRAIN_PREFETCH = 4  # train batches each worker keeps ready
+
+
 def own_process_group(_worker_id: int) -> None:
     """Each loader worker leaves its rank's process group. torchrun stops a rank by signalling
     that whole group; a worker killed by it makes the main process raise mid-step instead of
@@ -76,7 +79,7 @@ class TrainLoader:
 
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
-                 pin_memory: bool | str = False, prefetch_factor: int = 4, max_bad_fraction: float = 0.01,
+                 pin_memory: bool | str = False, prefetch_factor: int = TRAIN_PREFETCH, max_bad_fraction: float = 0.01,
                  with_keys: bool = False, crop_scale: tuple[float, float] = TRAIN_SCALE,
                  hflip: bool = True) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
