@@ -101,13 +101,13 @@ class MixedPrecision:
         existing gradient tensors once there are some (fused optimizers hold on to those)."""
         self.scaler.scale(loss).backward()
         if self.name == "o2":
-            for master, param in zip(self.masters, self._model_params):
-                if master is param or param.grad is None:
-                    continue
+            pairs = [(m, p) for m, p in zip(self.masters, self._model_params) if m is not p and p.grad is not None]
+            into = [(m.grad, p.grad) for m, p in pairs if m.grad is not None]
+            if into:  # one fused launch, not one copy per parameter (about a thousand in W18)
+                torch._foreach_copy_([m for m, _ in into], [p for _, p in into])
+            for master, param in pairs:
                 if master.grad is None:
                     master.grad = param.grad.float()
-                else:
-                    master.grad.copy_(param.grad)
                 param.grad = None
 
     def allocate_gradients(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
