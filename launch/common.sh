@@ -108,6 +108,27 @@ allowed_cpus() {
     echo "${out[*]}"
 }
 
+# topology_order CPU...: the CPUs NUMA node by node and, within a node, physical core by physical
+# core with its hyper-threads side by side; core_slice's contiguous slices of that order give each
+# rank whole cores of one node. (Two-socket x86 servers usually number every core's second thread
+# after all the first ones: in plain order rank 4 of 8 would get the siblings of rank 0's cores,
+# on the wrong socket.) Read from sysfs (HRNET_SYSFS_CPU points elsewhere, for tests); CPUs it
+# cannot place go last, in their given order.
+topology_order() {
+    local root=${HRNET_SYSFS_CPU:-/sys/devices/system/cpu} cpu node package core position=0 dir
+    local -a keyed=()
+    for cpu in "$@"; do
+        dir=$root/cpu$cpu node=999999 package=999999 core=999999
+        for node in "$dir"/node[0-9]*; do node=${node##*node}; break; done
+        [[ $node =~ ^[0-9]+$ ]] || node=999999
+        { read -r package <"$dir/topology/physical_package_id"; } 2>/dev/null || package=999999
+        { read -r core <"$dir/topology/core_id"; } 2>/dev/null || core=999999
+        keyed+=("$node $package $core $((position++)) $cpu")
+    done
+    ((${#keyed[@]})) || return 0
+    printf '%s\n' "${keyed[@]}" | sort -n -k1,1 -k2,2 -k3,3 -k4,4 | awk '{printf "%s%s", sep, $5; sep=" "} END {print ""}'
+}
+
 # core_slice RANK NRANKS CPU...: the CPUs of local rank RANK when NRANKS ranks split CPU... into
 # contiguous, disjoint slices (the first `count % NRANKS` ranks get one extra). With fewer CPUs
 # than ranks, rank r gets CPU r mod count. Printed as a taskset list, e.g. `0-23` or `0,2`.
@@ -124,7 +145,8 @@ core_slice() {
     fi
     start=$((rank * per + (rank < extra ? rank : extra)))
     size=$((per + (rank < extra ? 1 : 0)))
-    compress_cpus "${cpus[@]:start:size}"
+    # shellcheck disable=SC2046  # one CPU number per word
+    compress_cpus $(printf '%s\n' "${cpus[@]:start:size}" | sort -n)
 }
 
 compress_cpus() {  # compress_cpus 0 1 2 5 → 0-2,5

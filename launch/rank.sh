@@ -11,7 +11,8 @@ usage: rank.sh --log-dir DIR [--no-bind] -- COMMAND [ARGS...]
 
 Started by torchrun (through launch/run.sh), one per local rank; reads LOCAL_RANK,
 LOCAL_WORLD_SIZE and RANK from torchrun. The rank's CPU affinity is narrowed to its
-contiguous slice of the CPUs this process may use (taskset), unless --no-bind.
+slice of the CPUs this process may use (taskset), whole cores of one NUMA node where the
+counts allow (launch/common.sh: topology_order), unless --no-bind.
 EOF
 }
 
@@ -34,7 +35,8 @@ done
 
 if ((BIND)); then
     if command -v taskset >/dev/null; then
-        read -ra cpus <<<"$(allowed_cpus)"
+        # shellcheck disable=SC2046  # one CPU number per word
+        read -ra cpus <<<"$(topology_order $(allowed_cpus))"
         set -- taskset -c "$(core_slice "$LOCAL_RANK" "$LOCAL_WORLD_SIZE" "${cpus[@]}")" "$@"
     else
         note "taskset not found (util-linux): rank $RANK runs unbound"

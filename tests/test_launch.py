@@ -39,9 +39,10 @@ def bash(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env or clean_env(), timeout=30)
 
 
-def common(code: str) -> str:
-    """Run `code` with launch/common.sh's functions loaded; its stdout."""
-    result = bash(f'set -euo pipefail; usage() {{ :; }}; source launch/common.sh; {code}')
+def common(code: str, env: dict | None = None) -> str:
+    """Run `code` with launch/common.sh's functions loaded (`env` added); its stdout."""
+    result = bash(f'set -euo pipefail; usage() {{ :; }}; source launch/common.sh; {code}',
+                  clean_env(**(env or {})))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -214,6 +215,24 @@ def test_omp_threads_in_the_launch_env(shards):
 ])
 def test_core_slices(rank, nranks, cpus, expected):
     assert common(f"core_slice {rank} {nranks} {cpus}").strip() == expected
+
+
+def test_ranks_get_whole_cores_of_one_numa_node(tmp_path):
+    """Two sockets x 4 cores x 2 threads, numbered as x86 servers do: 0-3 and 4-7 are the first
+    threads of sockets 0 and 1, 8-15 their siblings in the same order."""
+    for cpu in range(16):
+        socket, core = (cpu % 8) // 4, cpu % 4
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / f"node{socket}").mkdir()
+        (tmp_path / f"cpu{cpu}" / "topology" / "physical_package_id").write_text(f"{socket}\n")
+        (tmp_path / f"cpu{cpu}" / "topology" / "core_id").write_text(f"{core}\n")
+    env = {"HRNET_SYSFS_CPU": str(tmp_path)}
+    order = common("topology_order $(seq 0 15)", env).split()
+    assert order == "0 8 1 9 2 10 3 11 4 12 5 13 6 14 7 15".split()
+    slices = [common(f"core_slice {rank} 4 $(topology_order $(seq 0 15))", env).strip() for rank in range(4)]
+    assert slices == ["0-1,8-9", "2-3,10-11", "4-5,12-13", "6-7,14-15"]  # plain order: 0-3, 4-7, 8-11, 12-15
+    unknown = common("topology_order 3 1 2", {"HRNET_SYSFS_CPU": str(tmp_path / "none")}).split()
+    assert unknown == ["3", "1", "2"]  # no topology: the given order
 
 
 def test_allowed_cpus_is_the_affinity_mask():
