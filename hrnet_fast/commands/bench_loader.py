@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -31,20 +30,22 @@ def timed(batches: Iterator, warmup: int, count: int) -> float:
               help="Packed directory, or a WebDataset URL / brace pattern (with --num-samples).")
 @click.option("--num-samples", type=int, help="Total samples behind a shard URL (not for directories).")
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
-@click.option("--workers", type=int, default=min(8, os.cpu_count() or 1), show_default=True,
-              help="DataLoader worker processes.")
+@click.option("--workers", type=int,
+              help="DataLoader worker processes [as train: this rank's CPU cores - 1, at most 8].")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--batches", type=int, default=50, show_default=True, help="Timed batches.")
 @click.option("--warmup", type=int, help="Untimed batches first [2 per worker].")
 @click.option("--image-size", type=int, default=224, show_default=True)
 @click.option("--shuffle-buffer", type=int, default=4096, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: int, batch_size: int,
+def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: Optional[int], batch_size: int,
                  batches: int, warmup: Optional[int], image_size: int, shuffle_buffer: int,
                  as_json: bool) -> None:
     """Iterate the train (or val) loader and print images/s, in total and per worker."""
+    from hrnet_fast.config import default_workers
     from hrnet_fast.data import TrainLoader, ValLoader, open_source
 
+    workers = default_workers() if workers is None else workers
     source = open_source(shards, split, num_samples)
     warmup = 2 * max(workers, 1) if warmup is None else warmup
     if split == "train":
