@@ -96,3 +96,19 @@ def test_bench_step_with_graph(cuda):
                      "--image-size", "64", "--steps", "5", "--graph", "--device", "cuda", "--json")
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["graph"] and report["images_per_s"] > 0 and report["warmup"] >= 4
+
+
+def test_resume_a_channel_aligned_run_with_fused_sgd(tmp_path):
+    """Padded momentum must come back with its channels_last parameter's strides, or fused SGD's
+    first step after the resume refuses it (small_v2's widths 18 and 36 are padded to 24 and 40)."""
+    from shardgen import make_shards
+
+    shards = make_shards(tmp_path / "shards", train=256, val=32, shard_size=32, num_classes=10)
+    out = tmp_path / "run"
+    args = ["-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out), "--model", "hrnet_w18_small_v2",
+            "--image-size", "64", "--batch-size", "16", "--workers", "2", "--device", "cuda",
+            "--align-channels", "8", "--log-interval", "2"]
+    run_cli(*args, "--stop-step", "3")
+    result = run_cli(*args, "--stop-step", "6", "--resume", "auto")
+    assert "resumed from" in result.stdout
+    assert torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["step"] == 6
