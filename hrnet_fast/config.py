@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.host import usable_cores
 
 
 @dataclass
@@ -101,18 +102,16 @@ MAX_DEFAULT_WORKERS = 8  # each holds a shuffle buffer of compressed samples (--
 
 
 def default_workers() -> int:
-    """Loader workers per rank: this rank's CPU cores less one for the process that drives the
-    device, at most MAX_DEFAULT_WORKERS. One core decodes and crops roughly 600 (full-size
-    ImageNet JPEGs) to 1500 (short side 256) images/s, and an accelerator wants thousands.
+    """Loader workers per rank: this rank's share of the CPUs less one for the process that
+    drives the device, at most MAX_DEFAULT_WORKERS. One core decodes and crops roughly 600
+    (full-size ImageNet JPEGs) to 1500 (short side 256) images/s; an accelerator wants thousands.
 
-    launch/rank.sh narrows each rank's CPU affinity to its own slice; without it (plain torchrun)
-    the node's cores are shared by its LOCAL_WORLD_SIZE ranks."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    if cores >= (os.cpu_count() or cores):
-        cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    The share is launch/rank.sh's HRNET_CPUS_PER_RANK (the node's CPUs over its ranks, the same
+    for each rank, however unevenly the slices fall), else the usable CPUs over LOCAL_WORLD_SIZE.
+    Ranks must agree (their data plans depend on it): train and eval take the least over all
+    ranks (distributed.agree_on_least), for nodes that differ."""
+    share = os.environ.get("HRNET_CPUS_PER_RANK")
+    cores = int(share) if share else usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(cores - 1, MAX_DEFAULT_WORKERS))
 
 

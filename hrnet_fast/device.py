@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import torch
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.host import usable_cores
 
 KINDS = ("npu", "cuda", "cpu")
 
@@ -138,11 +139,7 @@ class Device:
         make steps 10-40x slower. An explicit OMP_NUM_THREADS (torchrun sets 1) wins."""
         if self.kind != "cpu" or "OMP_NUM_THREADS" in os.environ:
             return
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores - loader_workers))
+        torch.set_num_threads(max(1, usable_cores() - loader_workers))
 
     # ---- streams ----------------------------------------------------------------------------
     def new_stream(self) -> Optional[Any]:

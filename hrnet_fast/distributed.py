@@ -89,6 +89,16 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def agree_on_least(value: int, device: Device) -> int:
+    """The least `value` over all ranks (this rank's own without peers): for settings every rank
+    must share that each rank derives from its own machine, such as the default worker count."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device.torch_device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

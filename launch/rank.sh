@@ -33,10 +33,14 @@ done
 [[ -n ${LOCAL_RANK:-} && -n ${LOCAL_WORLD_SIZE:-} && -n ${RANK:-} ]] ||
     die "LOCAL_RANK, LOCAL_WORLD_SIZE and RANK are unset: rank.sh runs under torchrun; use launch/run.sh"
 
+# shellcheck disable=SC2046  # one CPU number per word
+read -ra cpus <<<"$(topology_order $(allowed_cpus))"
+# Every rank's share of this node's CPUs, the same on each however the slices fall: the trainer
+# sizes its default loader workers from it, and ranks must agree on their worker count.
+per_rank=$((${#cpus[@]} / LOCAL_WORLD_SIZE))
+export HRNET_CPUS_PER_RANK=$((per_rank > 0 ? per_rank : 1))
 if ((BIND)); then
     if command -v taskset >/dev/null; then
-        # shellcheck disable=SC2046  # one CPU number per word
-        read -ra cpus <<<"$(topology_order $(allowed_cpus))"
         set -- taskset -c "$(core_slice "$LOCAL_RANK" "$LOCAL_WORLD_SIZE" "${cpus[@]}")" "$@"
     else
         note "taskset not found (util-linux): rank $RANK runs unbound"

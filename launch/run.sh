@@ -125,7 +125,8 @@ if ((DRY_RUN)); then
     echo "# device: $DEVICE ($DEVICE_SOURCE); ranks: $NPROC on this node × $NNODES node(s)"
     echo "# logs: $OUT/logs/rank<RANK>.log (local rank 0 also on the console)"
     if ((BIND)); then
-        read -ra cpus <<<"$(allowed_cpus)"
+        # shellcheck disable=SC2046  # one CPU number per word
+        read -ra cpus <<<"$(topology_order $(allowed_cpus))"
         for ((r = 0; r < NPROC; r++)); do
             echo "# local rank $r: CPU cores $(core_slice "$r" "$NPROC" "${cpus[@]}")"
         done

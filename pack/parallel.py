@@ -9,7 +9,6 @@ start-up, easy to debug).
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from tqdm import tqdm
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.host import usable_cores
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -29,10 +29,7 @@ _counter: Any = None  # the shared image counter, set in each worker by _init_wo
 
 def default_workers() -> int:
     """All cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def run_jobs(fn: Callable[[Job, Progress], Result], jobs: Iterable[Job], workers: int,

@@ -1,5 +1,6 @@
 """Recipes resolve to complete configurations; flags override; the lr rule scales with the batch."""
 import math
+from pathlib import Path
 
 import pytest
 
@@ -71,18 +72,41 @@ def test_graph_and_sync_bn_are_refused_together_on_several_processes():
     assert resolve({"graph": True, "sync_bn": True}, world_size=1).graph  # one process: no SyncBN to clash
 
 
-@pytest.mark.parametrize("affinity, cpus, local_ranks, expected", [
-    (16, 16, 1, 8),    # one GPU on 16 cores: capped (each worker holds a shuffle buffer)
-    (2, 2, 1, 1),      # the 2-core box: one worker, one core drives the device
-    (96, 96, 8, 8),    # plain torchrun: 8 ranks share 96 cores, 12 each
-    (32, 32, 8, 3),    # 4 cores per rank
-    (12, 96, 8, 8),    # launch/rank.sh already narrowed this rank to 12 cores
-    (1, 1, 1, 1),      # never fewer than one
+@pytest.mark.parametrize("usable, local_ranks, share, expected", [
+    (16, 1, None, 8),   # one GPU on 16 cores: capped (each worker holds a shuffle buffer)
+    (2, 1, None, 1),    # the 2-core box: one worker, one core drives the device
+    (96, 8, None, 8),   # plain torchrun: 8 ranks share 96 cores, 12 each
+    (32, 8, None, 3),   # 4 cores per rank, also when 32 is a container's cpuset on a larger host
+    (12, 8, "12", 8),   # launch/rank.sh: this rank is bound to 12 cores, the node's share is 12
+    (3, 3, "2", 1),     # launch/rank.sh: 8 CPUs over 3 ranks fall 3, 3, 2; all use the share
+    (1, 1, None, 1),    # never fewer than one
 ])
-def test_default_workers_follow_this_ranks_cores(monkeypatch, affinity, cpus, local_ranks, expected):
-    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
-    monkeypatch.setattr(config.os, "cpu_count", lambda: cpus)
+def test_default_workers_follow_this_ranks_share_of_the_cpus(monkeypatch, usable, local_ranks, share, expected):
+    monkeypatch.setattr(config, "usable_cores", lambda: usable)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
+    if share is None:
+        monkeypatch.delenv("HRNET_CPUS_PER_RANK", raising=False)
+    else:
+        monkeypatch.setenv("HRNET_CPUS_PER_RANK", share)
     assert default_workers() == expected
     assert resolve({}, world_size=local_ranks).workers == expected
     assert resolve({"workers": 0}, world_size=local_ranks).workers == 0  # 0 (no worker processes) stays 0
+
+
+def _agree(rank: int, init: str, results: str) -> None:
+    import torch.distributed as dist
+
+    from hrnet_fast.device import Device
+    from hrnet_fast.distributed import agree_on_least
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    Path(results, f"rank{rank}").write_text(str(agree_on_least(7 - rank * 2, Device("cpu"))))
+    dist.destroy_process_group()
+
+
+def test_ranks_agree_on_the_least_default(tmp_path):
+    """Ranks on machines with other CPU counts must still run the same number of workers."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_agree, args=(f"file://{tmp_path / 'init'}", str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["5", "5"]

@@ -42,10 +42,8 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
     from hrnet_fast.inference import load_for_inference
 
     world = distributed.world_from_env()
-    workers = default_workers() if workers is None else workers
     dev = resolve_device(device)
     dev.activate()
-    dev.share_cores_with_loader(workers)
     loaded = load_for_inference(ckpt, model, dev, precision, align_channels)
     source = open_source(shards, split, num_samples)
     num_classes = loaded.model.classifier.out_features
@@ -56,6 +54,9 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
         raise UserError(f"the class list in {ckpt} differs from {shards}'s manifest: the labels would not match")
     distributed.init(dev, world)
     try:
+        if workers is None:  # each rank's default comes from its own CPUs; their val shares must match
+            workers = distributed.agree_on_least(default_workers(), dev)
+        dev.share_cores_with_loader(workers)
         loader = ValLoader(source, batch_size=batch_size, image_size=image_size or loaded.image_size,
                            rank=world.rank, world_size=world.size, num_workers=workers,
                            crop_ratio=crop_ratio, pin_memory=dev.pin_memory)
