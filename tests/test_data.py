@@ -4,6 +4,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ from hrnet_fast.data.plan import deal, skipped_batches, val_segments
 from hrnet_fast.data.reader import Faults, read_shard
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
+from conftest import ROOT
 from imagegen import encode, photo_like
 from shardgen import make_shards
 
@@ -291,3 +297,40 @@ def test_no_global_random_state_used(shards):
     np.random.seed(7)
     second, _ = keys_and_pixels(train_loader(shards, num_workers=0).epoch_iter(0))
     assert first == second
+
+
+GROUP_SIGTERM_CHILD = """
+import signal, sys, time
+from hrnet_fast.data import TrainLoader, open_source
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # the trainer's: note it, save, exit 0
+loader = TrainLoader(open_source(sys.argv[1], "train"), batch_size=2, image_size=32, num_workers=2,
+                     shuffle_buffer=16, prefetch_factor=1)
+batches = loader.epoch_iter(0)  # 56 batches
+print("starting", flush=True)
+while not stop:  # a step takes a while
+    next(batches)
+    time.sleep(0.01)
+for _ in range(8):  # more than the 2 batches queued: the workers must still be alive
+    next(batches)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.2])
+def test_workers_outlive_a_sigterm_to_the_process_group(shards, delay):
+    """torchrun stops a rank by signalling its process group; the workers must keep delivering
+    (the main process saves its checkpoint and stops them itself), also when the signal comes
+    while they start. Without their own process group the main process hangs or raises."""
+    child = subprocess.Popen([sys.executable, "-c", GROUP_SIGTERM_CHILD, str(shards)], cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert child.stdout.readline() == "starting\n"
+        time.sleep(delay)
+        os.killpg(child.pid, signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0 and out == "ok\n", err[-500:]
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from typing import Iterator
 
 import torch
@@ -19,6 +18,7 @@ from hrnet_fast.data.plan import TrainPlan, train_plan, val_segments
 from hrnet_fast.data.reader import Faults
 from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
+from hrnet_fast.data.workers import dataloader_options, sigterm_held
 from hrnet_fast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num
 TRAIN_PREFETCH = 4  # train batches each worker keeps ready
 
 
-def own_process_group(_worker_id: int) -> None:
-    """Each loader worker leaves its rank's process group. torchrun stops a rank by signalling
-    that whole group; a worker killed by it makes the main process raise mid-step instead of
-    saving its checkpoint and exiting 0. The main process still stops its workers itself (a
-    signal to each), and a worker whose main process is gone exits on its own (the watchdog)."""
-    os.setpgid(0, 0)
-
-
 def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool | str,
                    prefetch_factor: int) -> Iterator[WorkerBatch]:
     """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch).
@@ -54,8 +46,10 @@ def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool 
     pin_device = {"pin_memory_device": pin_memory} if isinstance(pin_memory, str) and pin_memory else {}
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
                         prefetch_factor=prefetch_factor if num_workers else None,
-                        worker_init_fn=own_process_group if num_workers else None, **pin_device)
-    for fields, faults, fatal in loader:
+                        **dataloader_options(num_workers), **pin_device)
+    with sigterm_held():  # the workers start here (see workers.py)
+        batches = iter(loader)
+    for fields, faults, fatal in batches:
         yield WorkerBatch(tuple(fields), faults, fatal)
 
 
