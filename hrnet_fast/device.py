@@ -225,7 +225,9 @@ class Device:
         try:  # CUDA from Ampere on; Ascend 910B and later (not the 910A)
             try:  # torch >= 2.4 would otherwise also say yes to emulated (slow) bf16 before Ampere
                 return bool(module.is_bf16_supported(including_emulation=False))
-            except TypeError:
+            except TypeError:  # older torch, or torch_npu
+                if self.kind == "cuda":
+                    return module.get_device_capability(self.index)[0] >= 8
                 return bool(module.is_bf16_supported())
         except Exception:
             return False

@@ -54,6 +54,9 @@ def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: Mixed
     return model, optimizer
 
 
+VAL_BATCHES_PER_READER = 8
+
+
 class StopFlag:
     """SIGTERM / SIGINT ask the loop to save and exit 0 at the next safe point (pre-emption)."""
 
@@ -347,10 +350,16 @@ class Trainer:
             distributed.broadcast_from_main(self.raw_model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
                            image_size=self.cfg.val_image_size or self.cfg.image_size,
-                           rank=self.world.rank, world_size=self.world.size, num_workers=self.cfg.workers,
+                           rank=self.world.rank, world_size=self.world.size, num_workers=self._val_workers(),
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype)
         return evaluate(self.eval_model, batches, self.device, self.precision.autocast)
+
+    def _val_workers(self) -> int:
+        """As many val readers as keep at least VAL_BATCHES_PER_READER batches each: every reader
+        runs the same number of batches, padded, so more readers on a small share pad more."""
+        batches = self.val_source.num_samples // (self.world.size * self.cfg.batch_size * VAL_BATCHES_PER_READER)
+        return min(self.cfg.workers, max(1, batches))
 
     def _progress(self, total: int, initial: int):
         from tqdm import tqdm

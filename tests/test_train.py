@@ -102,7 +102,7 @@ def test_resume_keeps_the_runs_settings(tiny_shards, tmp_path):
 
 
 def test_sigterm_saves_and_exits_zero(tiny_shards, tmp_path):
-    """torchrun, Slurm and Kubernetes send SIGTERM to the whole process group, loader workers too."""
+    """torchrun stops a rank by sending SIGTERM to its whole process group, loader workers included."""
     run = tmp_path / "term"
     proc = start_training(tiny_shards, run, "--epochs", "50", "--workers", "2")
     wait_for(lambda: (run / "metrics.jsonl").exists())
