@@ -42,6 +42,7 @@ from hrnet_fast.config import default_workers  # noqa: E402
 from hrnet_fast.data.loader import TRAIN_PREFETCH  # noqa: E402
 from hrnet_fast.device import resolve_device  # noqa: E402
 from hrnet_fast.precision import PRECISIONS  # noqa: E402
+from pack.manifest import write_json_atomic  # noqa: E402
 from pack_vs_tar import make_tree  # noqa: E402
 
 VAL_SHARE = 0.1  # make_tree puts every tenth file in val, which this benchmark does not pack
@@ -88,8 +89,7 @@ def repeated_shards(shards: Path, samples: int) -> Path:
                     link.symlink_to((shards / shard["name"]).resolve())
                 listed.append({**shard, "name": name})
         manifest["splits"] = {"train": {**train, "shards": listed, "num_samples": copies * train["num_samples"]}}
-        (out / "manifest.json.tmp").write_text(json.dumps(manifest))
-        (out / "manifest.json.tmp").rename(out / "manifest.json")
+        write_json_atomic(out / "manifest.json", manifest)
     return out
 
 
