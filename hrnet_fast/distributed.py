@@ -5,11 +5,12 @@ import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
 
+from hrnet_fast.config import default_workers
 from hrnet_fast.device import Device, local_rank
 
 
@@ -97,6 +98,12 @@ def agree_on_least(value: int, device: Device) -> int:
     tensor = torch.tensor([value], dtype=torch.int64, device=device.torch_device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return int(tensor.item())
+
+
+def agreed_workers(given: Optional[int], device: Device) -> int:
+    """`given`, else the default loader worker count, the least over all ranks: each rank's
+    default comes from its own CPUs, and their data plans must match."""
+    return given if given is not None else agree_on_least(default_workers(), device)
 
 
 def barrier() -> None:

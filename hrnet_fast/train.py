@@ -94,8 +94,7 @@ def train(overrides: dict[str, Any]) -> TrainSummary:
     device.activate()
     distributed.init(device, world)
     try:
-        if overrides.get("workers") is None:  # each rank's default comes from its own CPUs
-            cfg.workers = distributed.agree_on_least(cfg.workers, device)
+        cfg.workers = distributed.agreed_workers(overrides.get("workers"), device)
         return Trainer(cfg, device, world).run()
     finally:
         distributed.shutdown()

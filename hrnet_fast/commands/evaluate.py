@@ -34,7 +34,6 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
              save_predictions: Optional[str]) -> None:
     """Evaluate a checkpoint; ends with `Acc@1 A Acc@5 B images N`. Runs under torchrun too."""
     from hrnet_fast import distributed
-    from hrnet_fast.config import default_workers
     from hrnet_fast.data import DevicePrefetcher, ValLoader, open_source
     from hrnet_fast.device import resolve_device
     from hrnet_fast.errors import UserError
@@ -54,8 +53,7 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
         raise UserError(f"the class list in {ckpt} differs from {shards}'s manifest: the labels would not match")
     distributed.init(dev, world)
     try:
-        if workers is None:  # each rank's default comes from its own CPUs; their val shares must match
-            workers = distributed.agree_on_least(default_workers(), dev)
+        workers = distributed.agreed_workers(workers, dev)
         dev.share_cores_with_loader(workers)
         loader = ValLoader(source, batch_size=batch_size, image_size=image_size or loaded.image_size,
                            rank=world.rank, world_size=world.size, num_workers=workers,
