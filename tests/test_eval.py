@@ -47,7 +47,7 @@ def test_eval_counts_every_val_image_once_on_one_and_two_processes(tiny_shards, 
     common = ["--ckpt", str(our_checkpoint), "--shards", str(tiny_shards), "--batch-size", "8",
               "--workers", "1", "--device", "cpu", "--json"]
     one = eval_json("-m", "hrnet_fast", "eval", *common, "--save-predictions", str(tmp_path / "one.csv"))
-    two = eval_json("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29563",
+    two = eval_json("-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
                     "-m", "hrnet_fast", "eval", *common, "--save-predictions", str(tmp_path / "two.csv"))
     assert one["images"] == two["images"] == total
     assert one["acc1"] == two["acc1"] and one["acc5"] == two["acc5"]

@@ -122,7 +122,7 @@ def test_divergence_aborts_with_a_clear_message(tiny_shards, tmp_path):
 
 def test_two_processes_under_torchrun(tiny_shards, tmp_path):
     run = tmp_path / "ddp"
-    result = run_cli("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29561",
+    result = run_cli("-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
                      "-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(run), *TINY,
                      "--epochs", "1")
     assert "FPS" in result.stdout
