@@ -104,10 +104,15 @@ def test_run_help_has_examples():
     (["--port", "70000", "--addr", "h"], "--port must be"),
     (["--nproc", "8", "--devices", "0,1"], "lists 2 devices but --nproc is 8"),
     (["--devices", "0;1"], "device ids must look like"),
-    (["--device", "tpu"], "--device must be npu, cuda or cpu"),
+    (["--device", "tpu"], "--device must be npu, cuda, cpu or auto"),
     (["--devices", "0,1", "--device", "cpu"], "--devices selects NPUs or GPUs"),
     (["stray"], "unexpected argument: stray"),
-    (["--", "--out", "x"], "give --out to run.sh itself"),
+    (["--out", "a", "--", "--out=b"],
+     "--out is given twice with different values, 'a' (before --) and 'b' (after --): keep one"),
+    (["--device", "cpu", "--", "--device", "cuda"], "'cpu' (before --) and 'cuda' (after --)"),
+    (["--", "--out", "a", "--out", "b"], "'a' (after --) and 'b' (after --)"),
+    (["--", "--out"], "--out needs a value"),
+    (["--", "--shards", "/no/such/dir"], "shard directory '/no/such/dir' not found"),
 ])
 def test_run_rejects_mistakes(shards, args, message):
     if "--shards" not in args:
@@ -332,6 +337,22 @@ def test_dry_run_keeps_the_users_resume(shards):
                                                  "--out", "r", "--resume=x.pt"]
 
 
+@pytest.mark.parametrize("before, after_separator", [
+    ([], ["--out", "r", "--device=cpu"]),
+    (["--out", "r"], ["--out=r", "--device", "cpu"]),  # the same value twice is no conflict
+    (["--device", "cpu"], ["--out", "r"]),
+    ([], ["--out", "r", "--device", "auto"]),  # the trainer's word for auto-detection (cpu here)
+])
+def test_dry_run_takes_out_shards_and_device_after_the_separator(shards, before, after_separator):
+    """Users paste trainer command lines after --: run.sh takes its flags from there."""
+    words, _, text = dry_run("--nproc", "1", *before, "--", "--shards", str(shards), *after_separator,
+                             "--lr", "0.2")
+    assert after(words, ["--no-python"])[:3] == [str(LAUNCH / "rank.sh"), "--log-dir", "r/logs"]
+    assert after(words, ["-m", "hrnet_fast"]) == [
+        "train", "--shards", str(shards), "--device", "cpu", "--out", "r", "--resume", "auto", "--lr", "0.2"]
+    assert "# device: cpu (" in text
+
+
 def test_dry_run_two_nodes(shards):
     words, exports, text = dry_run("--nproc", "8", "--nnodes", "2", "--node-rank", "1", "--addr", "10.0.0.1",
                                    "--port", "29400", "--device", "cuda", "--shards", str(shards), "--no-bind")
@@ -423,3 +444,19 @@ def test_two_rank_cpu_training_end_to_end(tmp_path):
     logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
     assert set(logs) == {"rank0.log", "rank1.log"}
     assert "FPS " in logs["rank0.log"]
+
+
+TINY_TRAIN = ["--model", "hrnet_w18_small_v1", "--image-size", "32", "--batch-size", "4", "--workers", "0"]
+
+
+@pytest.mark.slow
+def test_out_after_the_separator_runs_and_logs_there(tiny_shards, tmp_path):
+    """`run.sh --nproc 1 --shards S -- --out DIR ...`, a trainer command line pasted after --."""
+    out = tmp_path / "run"
+    result = run("run.sh", "--nproc", "1", "--shards", str(tiny_shards), "--", "--out", str(out), "--device", "cpu",
+                 *TINY_TRAIN, "--stop-step", "2", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [p.name for p in (out / "logs").iterdir()] == ["rank0.log"]
+    assert "FPS " in (out / "logs" / "rank0.log").read_text()
+    assert (out / "checkpoints" / "last.pt").is_file() and (out / "summary.json").is_file()
+    assert not (tmp_path / "runs").exists()
