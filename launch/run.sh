@@ -11,7 +11,7 @@ usage: launch/run.sh --nproc N --shards DIR [--nnodes N --node-rank R --addr HOS
                      [--max-restarts K] [--no-bind] [--dry-run] [-- TRAIN ARGS]
 
 Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
-(python -m torch.distributed.run).
+(python -m torch.distributed.run, by way of hrnet_fast.torchrun).
 
   --nproc N          ranks on this node, one per device [the number of --devices, else 1]
   --shards DIR       shard directory, or a WebDataset URL / brace pattern [./shards]
@@ -33,9 +33,15 @@ Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
                      and --device may stand here instead, as in a trainer command line;
                      given on both sides of --, their values must agree
 
+Stopping: SIGTERM or SIGINT (Ctrl-C), to run.sh or to its whole process group as Slurm's
+scancel and Kubernetes send it, makes the ranks save RUN_DIR/checkpoints/last.pt and
+RUN_DIR/summary.json at their next sync point and exit; run.sh then says so in one line.
+TORCH_ELASTIC_SHUTDOWN_TIMEOUT: seconds the ranks get for that before torchrun kills them [300].
+
 Environment: PYTHON picks the interpreter [the active venv's python, else this repo's
 .venv/bin/python, else python3]. Variables you export (OMP_NUM_THREADS, HCCL_*, NCCL_*, …)
-keep your values. Exit status: torchrun's.
+keep your values. Exit status: torchrun's; after a stop signal 0 when the ranks saved, else
+128 + the signal's number.
 
 examples:
   launch/run.sh --nproc 1 --shards shards/                     # 1 device
@@ -135,6 +141,9 @@ if [[ -z $OUT ]]; then
 fi
 has_flag --resume "${TRAIN_ARGS[@]}" || TRAIN_ARGS=(--resume auto "${TRAIN_ARGS[@]}")
 apply_device_env "$DEVICE" "$DEVICES" "$NPROC"
+# Seconds torchrun gives the ranks after a stop signal, to reach a sync point and save, before it
+# kills them (its default, 30, is short for a big checkpoint); a scheduler's grace period still rules.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}
 
 if ((NNODES == 1)) && [[ -z $ADDR$PORT ]]; then
     rendezvous=(--standalone)  # a free port of its own: two 1-node jobs on one host do not clash
@@ -144,7 +153,9 @@ else
 fi
 rank_flags=(--log-dir "$OUT/logs")
 ((BIND)) || rank_flags+=(--no-bind)
-command=("$PY" -m torch.distributed.run --nproc-per-node "$NPROC" "${rendezvous[@]}"
+# hrnet_fast.torchrun is torchrun (python -m torch.distributed.run) that reports a stop signal in
+# one line, exit status 0 when the ranks saved, instead of torchrun's SignalException traceback.
+command=("$PY" -m hrnet_fast.torchrun "$OUT" --nproc-per-node "$NPROC" "${rendezvous[@]}"
     --max-restarts "$MAX_RESTARTS" --no-python "$LAUNCH_DIR/rank.sh" "${rank_flags[@]}" --
     "$PY" -m hrnet_fast train --shards "$SHARDS" --device "$DEVICE" --out "$OUT" "${TRAIN_ARGS[@]}")
 
