@@ -33,9 +33,10 @@ class RunLog:
         if self.enabled:
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    def write_config(self, config: dict[str, Any]) -> None:
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """RUN_DIR/NAME (config.json, summary.json), replaced atomically."""
         if self.enabled:
-            write_json_atomic(self.run_dir / "config.json", config)
+            write_json_atomic(self.run_dir / name, data)
 
     def metrics(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -38,6 +38,14 @@ class TrainSummary:
     stopped_by_signal: bool
     run_dir: Path
 
+    def to_json(self) -> dict[str, Any]:
+        """RUN_DIR/summary.json: written last, after the final checkpoint, so launchers and
+        schedulers can tell a run that saved (also after SIGTERM) from one that died."""
+        return {"fps": self.fps if math.isfinite(self.fps) else None, "steps": self.steps,
+                "epochs": self.epochs_done, "best_acc1": self.best_acc1,
+                "last_acc1": self.last_eval.acc1 if self.last_eval else None,
+                "stopped_by_signal": self.stopped_by_signal}
+
 
 def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: MixedPrecision,
                               sync_bn: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -207,7 +215,7 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> TrainSummary:
         cfg = self.cfg
-        self.log.write_config(cfg.to_json())
+        self.log.write_json("config.json", cfg.to_json())
         self.log.print(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
                        f"precision {cfg.precision}, channels aligned to "
                        f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
@@ -230,9 +238,11 @@ class Trainer:
         fps = meter.fps()
         if stopped or self._stop_step_reached():
             self._checkpoint()
+        summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.last_eval, stopped, self.run_dir)
+        self.log.write_json("summary.json", summary.to_json())
         self.log.print(f"FPS {fps:.1f}")
         self.log.close()
-        return TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.last_eval, stopped, self.run_dir)
+        return summary
 
     def _stop_step_reached(self) -> bool:
         return self.cfg.stop_step is not None and self.step >= self.cfg.stop_step

@@ -187,13 +187,14 @@ detect_device() {
     echo "$kind"
 }
 
-# resolve_device REQUESTED DEVICES: DEVICE (npu|cuda|cpu) and DEVICE_SOURCE from --device (empty:
-# auto-detect) and --devices (ids, which only NPUs and GPUs have). Needs resolve_python first.
+# resolve_device REQUESTED DEVICES: DEVICE (npu|cuda|cpu) and DEVICE_SOURCE from --device (empty or
+# auto, the trainer's word: auto-detect) and --devices (ids, which only NPUs and GPUs have). Needs
+# resolve_python first.
 resolve_device() {
     case $1 in
         npu | cuda | cpu) DEVICE=$1 DEVICE_SOURCE=--device ;;
-        "") DEVICE=$(detect_device) DEVICE_SOURCE=auto-detected ;;
-        *) die_usage "--device must be npu, cuda or cpu, got '$1'" ;;
+        "" | auto) DEVICE=$(detect_device) DEVICE_SOURCE=auto-detected ;;
+        *) die_usage "--device must be npu, cuda, cpu or auto, got '$1'" ;;
     esac
     if [[ $DEVICE == cpu && -n $2 ]]; then
         die_usage "--devices selects NPUs or GPUs, but the device is cpu ($DEVICE_SOURCE)"

@@ -7,11 +7,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 usage() {
     cat <<'EOF'
 usage: launch/run.sh --nproc N --shards DIR [--nnodes N --node-rank R --addr HOST --port P]
-                     [--device npu|cuda|cpu] [--devices 0,1,...] [--out RUN_DIR]
+                     [--device npu|cuda|cpu|auto] [--devices 0,1,...] [--out RUN_DIR]
                      [--max-restarts K] [--no-bind] [--dry-run] [-- TRAIN ARGS]
 
 Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
-(python -m torch.distributed.run).
+(python -m torch.distributed.run, by way of hrnet_fast.torchrun).
 
   --nproc N          ranks on this node, one per device [the number of --devices, else 1]
   --shards DIR       shard directory, or a WebDataset URL / brace pattern [./shards]
@@ -19,8 +19,8 @@ Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
   --node-rank R      this node's index, 0 … N-1 [0]
   --addr HOST        address of node 0 (static rendezvous); with --port on one node too
   --port P           port on node 0 [29500]; one node without --addr/--port picks a free port
-  --device KIND      npu | cuda | cpu [auto: npu if torch_npu sees a device, else cuda if
-                     torch sees a GPU, else cpu]
+  --device KIND      npu | cuda | cpu, or auto: npu if torch_npu sees a device, else cuda if
+                     torch sees a GPU, else cpu [auto]
   --devices LIST     device ids for the ranks, e.g. 4,5,6,7 (ASCEND_RT_VISIBLE_DEVICES /
                      CUDA_VISIBLE_DEVICES); as many as --nproc [all]
   --out RUN_DIR      run directory [runs/MODEL-<ranks>p]; logs go to RUN_DIR/logs/rank<R>.log
@@ -29,22 +29,31 @@ Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
   --no-bind          do not pin each rank to its slice of the CPU cores
   --dry-run          print the environment and the torchrun command, start nothing
   -- TRAIN ARGS      passed to `hrnet_fast train` (see `python -m hrnet_fast train --help`);
-                     --resume auto is added unless they contain --resume
+                     --resume auto is added unless they contain --resume. --shards, --out
+                     and --device may stand here instead, as in a trainer command line;
+                     given on both sides of --, their values must agree
+
+Stopping: SIGTERM or SIGINT (Ctrl-C), to run.sh or to its whole process group as Slurm's
+scancel and Kubernetes send it, makes the ranks save RUN_DIR/checkpoints/last.pt and
+RUN_DIR/summary.json at their next sync point and exit; run.sh then says so in one line.
+TORCH_ELASTIC_SHUTDOWN_TIMEOUT: seconds the ranks get for that before torchrun kills them [300].
 
 Environment: PYTHON picks the interpreter [the active venv's python, else this repo's
 .venv/bin/python, else python3]. Variables you export (OMP_NUM_THREADS, HCCL_*, NCCL_*, …)
-keep your values. Exit status: torchrun's.
+keep your values. Exit status: torchrun's; after a stop signal 0 when the ranks saved, else
+128 + the signal's number.
 
 examples:
   launch/run.sh --nproc 1 --shards shards/                     # 1 device
   launch/run.sh --nproc 8 --shards shards/                     # 8 devices
   launch/run.sh --nproc 8 --shards shards/ -- --recipe ascend --epochs 100
+  launch/run.sh --nproc 1 -- --shards shards/ --out runs/try --device cpu   # trainer's flags
   # two nodes × 8 devices (the same line on both, with --node-rank 0 and 1):
   launch/run.sh --nproc 8 --nnodes 2 --node-rank 0 --addr 10.0.0.1 --port 29500 --shards shards/
 EOF
 }
 
-NPROC="" SHARDS=./shards NNODES=1 NODE_RANK=0 ADDR="" PORT="" DEVICE="" DEVICES="" OUT=""
+NPROC="" SHARDS="" NNODES=1 NODE_RANK=0 ADDR="" PORT="" DEVICE="" DEVICES="" OUT=""
 MAX_RESTARTS=0 BIND=1 DRY_RUN=0 TRAIN_ARGS=()
 while (($#)); do
     SHIFT=1
@@ -69,6 +78,33 @@ while (($#)); do
     shift "$SHIFT"
 done
 
+# take_from_train_args FLAG NAME: FLAG's value from TRAIN_ARGS (which lose it) into the variable
+# NAME, unless NAME already holds another value: users paste trainer command lines after --, and the
+# trainer has --shards, --out and --device too. Two different values are a usage error.
+take_from_train_args() {
+    local flag=$1 name=$2 i=0 where="(before --)"
+    local -a kept=()
+    while ((i < ${#TRAIN_ARGS[@]})); do
+        if [[ ${TRAIN_ARGS[i]} == "$flag" || ${TRAIN_ARGS[i]} == "$flag="* ]]; then
+            take_value "${TRAIN_ARGS[@]:i}"
+            if [[ -n ${!name} && ${!name} != "$VALUE" ]]; then
+                die_usage "$flag is given twice with different values, '${!name}' $where and '$VALUE' (after --): keep one"
+            fi
+            printf -v "$name" '%s' "$VALUE"
+            where="(after --)"
+            i=$((i + SHIFT))
+        else
+            kept+=("${TRAIN_ARGS[i]}")
+            i=$((i + 1))
+        fi
+    done
+    TRAIN_ARGS=("${kept[@]}")
+}
+take_from_train_args --shards SHARDS
+take_from_train_args --out OUT
+take_from_train_args --device DEVICE
+SHARDS=${SHARDS:-./shards}
+
 # ---- check the flags -------------------------------------------------------------------------
 if [[ -n $DEVICES ]]; then
     check_device_ids "$DEVICES"
@@ -88,9 +124,6 @@ if [[ -n $DEVICES ]] && ((${#device_ids[@]} != NPROC)); then
     die_usage "--devices lists ${#device_ids[@]} devices but --nproc is $NPROC"
 fi
 check_shards "$SHARDS"
-for flag in --shards --out --device; do
-    ! has_flag "$flag" "${TRAIN_ARGS[@]}" || die_usage "give $flag to run.sh itself, not after --"
-done
 
 # ---- resolve what was left to us ----------------------------------------------------------------
 env_before=$(env | sort)  # --dry-run shows what changes from here on
@@ -108,6 +141,9 @@ if [[ -z $OUT ]]; then
 fi
 has_flag --resume "${TRAIN_ARGS[@]}" || TRAIN_ARGS=(--resume auto "${TRAIN_ARGS[@]}")
 apply_device_env "$DEVICE" "$DEVICES" "$NPROC"
+# Seconds torchrun gives the ranks after a stop signal, to reach a sync point and save, before it
+# kills them (its default, 30, is short for a big checkpoint); a scheduler's grace period still rules.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}
 
 if ((NNODES == 1)) && [[ -z $ADDR$PORT ]]; then
     rendezvous=(--standalone)  # a free port of its own: two 1-node jobs on one host do not clash
@@ -117,7 +153,9 @@ else
 fi
 rank_flags=(--log-dir "$OUT/logs")
 ((BIND)) || rank_flags+=(--no-bind)
-command=("$PY" -m torch.distributed.run --nproc-per-node "$NPROC" "${rendezvous[@]}"
+# hrnet_fast.torchrun is torchrun (python -m torch.distributed.run) that reports a stop signal in
+# one line, exit status 0 when the ranks saved, instead of torchrun's SignalException traceback.
+command=("$PY" -m hrnet_fast.torchrun "$OUT" --nproc-per-node "$NPROC" "${rendezvous[@]}"
     --max-restarts "$MAX_RESTARTS" --no-python "$LAUNCH_DIR/rank.sh" "${rank_flags[@]}" --
     "$PY" -m hrnet_fast train --shards "$SHARDS" --device "$DEVICE" --out "$OUT" "${TRAIN_ARGS[@]}")
 

@@ -2,12 +2,14 @@
 the seed-style wrappers, and one real 2-rank CPU run."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,8 @@ LAUNCH = ROOT / "launch"
 WRAPPERS = ["train_full_1p.sh", "train_full_8p.sh", "train_performance_1p.sh",
             "train_performance_8p.sh", "train_eval_1p.sh"]
 # Variables the scripts set or honour: removed so the user's shell cannot change what we test.
-FOREIGN = ("OMP_", "ASCEND_", "HCCL_", "NCCL_", "TORCH_NCCL_", "CUDA_", "TASK_QUEUE", "PTCOPY",
-           "COMBINED_", "HRNET_", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+FOREIGN = ("OMP_", "ASCEND_", "HCCL_", "NCCL_", "TORCH_NCCL_", "TORCH_ELASTIC_", "CUDA_", "TASK_QUEUE",
+           "PTCOPY", "COMBINED_", "HRNET_", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -104,10 +106,15 @@ def test_run_help_has_examples():
     (["--port", "70000", "--addr", "h"], "--port must be"),
     (["--nproc", "8", "--devices", "0,1"], "lists 2 devices but --nproc is 8"),
     (["--devices", "0;1"], "device ids must look like"),
-    (["--device", "tpu"], "--device must be npu, cuda or cpu"),
+    (["--device", "tpu"], "--device must be npu, cuda, cpu or auto"),
     (["--devices", "0,1", "--device", "cpu"], "--devices selects NPUs or GPUs"),
     (["stray"], "unexpected argument: stray"),
-    (["--", "--out", "x"], "give --out to run.sh itself"),
+    (["--out", "a", "--", "--out=b"],
+     "--out is given twice with different values, 'a' (before --) and 'b' (after --): keep one"),
+    (["--device", "cpu", "--", "--device", "cuda"], "'cpu' (before --) and 'cuda' (after --)"),
+    (["--", "--out", "a", "--out", "b"], "'a' (after --) and 'b' (after --)"),
+    (["--", "--out"], "--out needs a value"),
+    (["--", "--shards", "/no/such/dir"], "shard directory '/no/such/dir' not found"),
 ])
 def test_run_rejects_mistakes(shards, args, message):
     if "--shards" not in args:
@@ -305,8 +312,8 @@ def test_rank_sh_lets_a_group_sigterm_end_the_run_cleanly(tmp_path):
 def test_dry_run_design_card_line_8p(shards):
     """`launch/run.sh --nproc 8 --shards shards/` verbatim (device auto-detected: cpu here)."""
     words, exports, text = dry_run("--nproc", "8", "--shards", "shards/", cwd=shards.parent)
-    assert words[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert after(words, ["torch.distributed.run"])[:6] == [
+    assert words[:4] == [sys.executable, "-m", "hrnet_fast.torchrun", "runs/hrnet_w18-8p"]
+    assert words[4:10] == [
         "--nproc-per-node", "8", "--standalone", "--max-restarts", "0", "--no-python"]
     assert after(words, ["--no-python"])[:4] == [str(LAUNCH / "rank.sh"), "--log-dir", "runs/hrnet_w18-8p/logs", "--"]
     assert after(words, ["-m", "hrnet_fast"]) == [
@@ -314,6 +321,7 @@ def test_dry_run_design_card_line_8p(shards):
     assert "# device: cpu (auto-detected)" in text
     assert sum(line.startswith("# local rank ") for line in text.splitlines()) == 8
     assert exports["PYTHONPATH"].split(":")[0] == str(ROOT)
+    assert exports["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "300"  # time for the ranks to save after a stop signal
 
 
 def test_dry_run_1p_with_devices_and_train_args(shards):
@@ -332,10 +340,26 @@ def test_dry_run_keeps_the_users_resume(shards):
                                                  "--out", "r", "--resume=x.pt"]
 
 
+@pytest.mark.parametrize("before, after_separator", [
+    ([], ["--out", "r", "--device=cpu"]),
+    (["--out", "r"], ["--out=r", "--device", "cpu"]),  # the same value twice is no conflict
+    (["--device", "cpu"], ["--out", "r"]),
+    ([], ["--out", "r", "--device", "auto"]),  # the trainer's word for auto-detection (cpu here)
+])
+def test_dry_run_takes_out_shards_and_device_after_the_separator(shards, before, after_separator):
+    """Users paste trainer command lines after --: run.sh takes its flags from there."""
+    words, _, text = dry_run("--nproc", "1", *before, "--", "--shards", str(shards), *after_separator,
+                             "--lr", "0.2")
+    assert after(words, ["--no-python"])[:3] == [str(LAUNCH / "rank.sh"), "--log-dir", "r/logs"]
+    assert after(words, ["-m", "hrnet_fast"]) == [
+        "train", "--shards", str(shards), "--device", "cpu", "--out", "r", "--resume", "auto", "--lr", "0.2"]
+    assert "# device: cpu (" in text
+
+
 def test_dry_run_two_nodes(shards):
     words, exports, text = dry_run("--nproc", "8", "--nnodes", "2", "--node-rank", "1", "--addr", "10.0.0.1",
                                    "--port", "29400", "--device", "cuda", "--shards", str(shards), "--no-bind")
-    assert after(words, ["torch.distributed.run"])[:10] == [
+    assert words[4:14] == [
         "--nproc-per-node", "8", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1",
         "--master-port", "29400"]
     assert "--standalone" not in words and "--no-bind" in words
@@ -347,6 +371,41 @@ def test_dry_run_two_nodes(shards):
 def test_dry_run_accepts_urls_without_a_directory():
     words, _, _ = dry_run("--device", "cpu", "--shards", "pipe:curl -s http://h/train-{000000..000009}.tar")
     assert after(words, ["--shards"])[0] == "pipe:curl -s http://h/train-{000000..000009}.tar"
+
+
+# ---- hrnet_fast.torchrun: torchrun with a one-line stop report -----------------------------------
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_torchrun_reports_a_stop_signal_in_one_line(tmp_path, monkeypatch, capsys, saved):
+    from torch.distributed.elastic.multiprocessing import SignalException
+
+    from hrnet_fast import torchrun
+
+    (tmp_path / "summary.json").write_text("{}")  # an earlier attempt's: must not count
+
+    def stopped(args):
+        assert args == ["--nproc-per-node", "2"]
+        if saved:
+            (tmp_path / "summary.json").write_text('{"stopped_by_signal": true}')
+        raise SignalException("got signal", sigval=signal.SIGTERM)
+
+    monkeypatch.setattr("torch.distributed.run.main", stopped)
+    status = torchrun.main([str(tmp_path), "--nproc-per-node", "2"])
+    out, err = capsys.readouterr()
+    assert status == (0 if saved else 128 + signal.SIGTERM) and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("run.sh: stopped by SIGTERM: ")
+    assert ("checkpoints saved" in err) == saved
+
+
+def test_torchrun_leaves_other_outcomes_to_torchrun(tmp_path, monkeypatch):
+    from hrnet_fast import torchrun
+
+    monkeypatch.setattr("torch.distributed.run.main", lambda args: None)
+    assert torchrun.main([str(tmp_path)]) == 0
+    monkeypatch.setattr("torch.distributed.run.main", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        torchrun.main([str(tmp_path)])
+    assert torchrun.main([]) == torchrun.main(["--nproc-per-node"]) == 2
 
 
 # ---- seed-style wrappers ------------------------------------------------------------------------------
@@ -423,3 +482,63 @@ def test_two_rank_cpu_training_end_to_end(tmp_path):
     logs = {p.name: p.read_text() for p in (out / "logs").iterdir()}
     assert set(logs) == {"rank0.log", "rank1.log"}
     assert "FPS " in logs["rank0.log"]
+
+
+TINY_TRAIN = ["--model", "hrnet_w18_small_v1", "--image-size", "32", "--batch-size", "4", "--workers", "0"]
+
+
+@pytest.mark.slow
+def test_out_after_the_separator_runs_and_logs_there(tiny_shards, tmp_path):
+    """`run.sh --nproc 1 --shards S -- --out DIR ...`, a trainer command line pasted after --."""
+    out = tmp_path / "run"
+    result = run("run.sh", "--nproc", "1", "--shards", str(tiny_shards), "--", "--out", str(out), "--device", "cpu",
+                 *TINY_TRAIN, "--stop-step", "2", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [p.name for p in (out / "logs").iterdir()] == ["rank0.log"]
+    assert "FPS " in (out / "logs" / "rank0.log").read_text()
+    assert (out / "checkpoints" / "last.pt").is_file() and (out / "summary.json").is_file()
+    assert not (tmp_path / "runs").exists()
+
+
+def wait_until(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll `condition` until it holds; fail early if `proc` ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited {proc.returncode} before the condition held"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "run.sh-only"])
+def test_sigterm_stops_the_run_with_checkpoints_and_one_line(tiny_shards, tmp_path, whole_group):
+    """Schedulers (scancel, Kubernetes) signal the launcher's whole process group; a plain `kill`
+    reaches run.sh alone. Either way the ranks save, the exit status is 0, and the console shows
+    one line about it instead of torchrun's SignalException traceback."""
+    out = tmp_path / "run"
+    with open(tmp_path / "stdout", "w+") as stdout, open(tmp_path / "stderr", "w+") as stderr:
+        proc = subprocess.Popen([str(LAUNCH / "run.sh"), "--nproc", "1", "--device", "cpu", "--shards",
+                                 str(tiny_shards), "--out", str(out), "--", *TINY_TRAIN, "--epochs", "100",
+                                 "--log-interval", "1"],
+                                stdout=stdout, stderr=stderr, cwd=tmp_path, env=clean_env(),
+                                start_new_session=True)
+        try:
+            wait_until(lambda: (out / "metrics.jsonl").exists(), proc)  # the first steps are done
+            if whole_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        stdout.seek(0)
+        stderr.seek(0)
+        console = stdout.read() + stderr.read()
+    assert proc.returncode == 0, console[-3000:]
+    assert "Traceback" not in console and "SignalException" not in console, console[-3000:]
+    assert [line for line in console.splitlines() if "stopped by SIGTERM" in line] == [
+        f"run.sh: stopped by SIGTERM: checkpoints saved in {out} (summary.json); the same command resumes"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by_signal"] is True and summary["steps"] >= 1
+    assert (out / "checkpoints" / "last.pt").is_file()

@@ -111,6 +111,8 @@ def test_sigterm_saves_and_exits_zero(tiny_shards, tmp_path):
     assert proc.returncode == 0, stderr
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] >= 5 and ckpt["epoch"] < 50
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by_signal"] is True and summary["steps"] == ckpt["step"]
 
 
 def test_divergence_aborts_with_a_clear_message(tiny_shards, tmp_path):

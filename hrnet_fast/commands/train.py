@@ -52,7 +52,8 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 def train(**flags) -> None:
     """Train an HRNet on packed shards: one process, or one per device under torchrun.
 
-    Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/last.pt and best.pt, and ends with
+    Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/last.pt and best.pt, summary.json
+    (also after SIGTERM / SIGINT, which save and exit 0), and ends with
     `FPS <number>` (global batch / step time after warm-up, data waiting included).
     """
     from hrnet_fast.config import TrainConfig
