@@ -20,6 +20,14 @@ def run_cli(*args: str, check: bool = True, timeout: float = 300, env: dict | No
     return result
 
 
+def pytest_report_header() -> str:
+    """Name the CPU kernel path the floats went through (`make test` runs the numerics twice)."""
+    import torch
+
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "all")
+    return f"CPU kernels: ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN ISA cap {isa}"
+
+
 @pytest.fixture(scope="session")
 def digits_tree(tmp_path_factory) -> Path:
     from make_digits import write_digits

@@ -8,6 +8,8 @@ import torch
 from hrnet_fast import device as devmod
 from hrnet_fast.device import Device, DeviceError, detect_kind, resolve_device
 
+pytestmark = pytest.mark.numerics
+
 
 class FakeFusedSGD(torch.optim.SGD):
     pass

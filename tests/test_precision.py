@@ -7,6 +7,8 @@ from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
 from hrnet_fast.precision import MixedPrecision, param_groups
 
+pytestmark = pytest.mark.numerics
+
 CPU = Device("cpu")
 
 

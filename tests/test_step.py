@@ -157,6 +157,7 @@ class FusedLikeSGD(torch.optim.SGD):
         super().zero_grad(set_to_none=False)
 
 
+@pytest.mark.numerics
 @pytest.mark.filterwarnings("ignore:grad and param do not obey")  # the combined buffer is contiguous
 @pytest.mark.parametrize("mode", ["fp32", "o2"])
 def test_the_eager_step_works_with_a_fused_npu_optimizer(mode):

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import ROOT, run_cli
@@ -141,18 +142,17 @@ def test_bad_shard_directory_is_one_line(tmp_path):
     assert "pack" in result.stderr
 
 
+@pytest.mark.numerics
 def test_channel_aligned_run_matches_the_official_widths(tiny_shards, tmp_path):
-    """Same seed, aligned and not: the same weights within 1e-5 of each tensor's scale.
+    """Same seed, aligned and not: one trainer step lands on the same weights, up to rounding.
 
-    One step only: this tiny setting (batch 8 of near-binary digits, 2x2 maps in stage 4) is
-    chaotic. Kernels that block 18 and 32 channels differently round differently (1e-7), and
-    BatchNorm over near-constant channels amplifies that to 1e-2 within two steps (the bare
-    models, outside the trainer, diverge the same way). It is the training, not the padding:
-    official weights nudged by a relative 1e-7 diverge faster still (measured on small_v2 at 64 px,
-    digits and photo-like images alike: 1e-2 after one step, O(1) after three, where the aligned
-    run is 3e-6 and then 1e-2). tests/test_align.py
-    checks several steps on well-conditioned data. A leak from the padding would be of the order
-    of the update itself, and the second assertion shows the update is far above the tolerance.
+    Per entry that cannot be promised on every CPU: kernels that block 18 and 32 channels
+    differently round differently (1e-7), and a gradient jumps wherever a ReLU input lies within
+    that rounding of 0 (one fp32 gradient row moved 15 % between kernel paths; tests/test_align.py
+    shows in float64 that the math is the same). Such jumps touch a few entries, so the whole
+    step is compared instead: the runs differ by a small fraction of how far the step moved the
+    weights (3e-6 on AVX-512 and AVX2 kernels, 9e-4 on the scalar path: 5 % leaves a wide margin).
+    A leak from the padding would be of the order of the update itself.
     """
     import timm
 
@@ -167,13 +167,10 @@ def test_channel_aligned_run_matches_the_official_widths(tiny_shards, tmp_path):
     torch.manual_seed(3)
     initial = create_model("hrnet_w18_small_v2", num_classes=10).state_dict()
     assert {k: v.shape for k, v in plain.items()} == {k: v.shape for k, v in aligned.items()}
-    moved = 0.0
-    for key, value in plain.items():
-        if value.is_floating_point() and not key.endswith(("running_mean", "running_var")):
-            scale = value.abs().max().clamp_min(1e-3)
-            assert (value - aligned[key]).abs().max() <= 1e-5 * scale, key
-            moved = max(moved, float((value - initial[key]).abs().max() / scale))
-    assert moved > 1e-3   # training moved the weights 100x more than the tolerance
+    trained = [k for k, v in plain.items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
+    update = torch.cat([(plain[k] - initial[k]).flatten() for k in trained]).norm()
+    gap = torch.cat([(plain[k] - aligned[k]).flatten() for k in trained]).norm()
+    assert update > 0 and gap <= 0.05 * update, f"aligned run {gap:.3g} from the official one, step {update:.3g}"
     official = create_model("hrnet_w18_small_v2", num_classes=10)
     official.load_state_dict(aligned, strict=True)
     reference = timm.create_model("hrnet_w18_small_v2", pretrained=False, num_classes=10)

@@ -11,6 +11,8 @@ import torch.nn as nn
 from hrnet_fast.errors import UserError
 from hrnet_fast.models import create_model, guess_model_name, load_weights, read_state_dict
 
+pytestmark = pytest.mark.numerics
+
 SMALL = "hrnet_w18_small_v1"
 
 
