@@ -29,8 +29,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import PIL
 
+from hrnet_fast.shardformat.manifest import ShardInfo
 from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, Outcome, prepare
-from pack.manifest import ShardInfo
 from pack.parallel import Progress
 from pack.scan import SplitFiles
 from pack.tarwriter import TarWriter

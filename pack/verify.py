@@ -19,7 +19,7 @@ from typing import Iterator
 from PIL import Image
 
 from hrnet_fast.errors import UserError
-from pack.manifest import TIMM_INFO, Manifest, ShardInfo, read_manifest, timm_info
+from hrnet_fast.shardformat.manifest import TIMM_INFO, Manifest, ShardInfo, read_manifest, timm_info
 from pack.parallel import Progress, run_jobs
 from pack.shards import sha256_file
 
