@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 def _umask() -> int:
@@ -36,3 +37,14 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """For files others read while a run goes on (config, manifests, predictions): never torn."""
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Indented JSON with a final newline: these files are read by people as well as programs."""
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")

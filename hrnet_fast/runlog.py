@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from pack.manifest import write_json_atomic
+from hrnet_fast.atomic import write_json_atomic
 
 
 class RunLog:

@@ -9,7 +9,7 @@ import click
 
 from hrnet_fast.clickutil import UserErrorGroup
 from hrnet_fast.errors import UserError
-from pack.manifest import Manifest
+from hrnet_fast.shardformat.manifest import Manifest
 from pack.parallel import default_workers
 from pack.pipeline import DEFAULT_RESIZE, PackOptions, pack_imagenet, publish
 from pack.verify import verify_directory

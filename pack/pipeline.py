@@ -34,9 +34,9 @@ from pathlib import Path
 import PIL
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.shardformat.manifest import MANIFEST, TIMM_INFO, Manifest, SplitInfo, write_manifest
 from pack.images import PASSED, REJECTED, REPAIRED, RESIZED
 from pack.labels import read_synset_names
-from pack.manifest import MANIFEST, TIMM_INFO, Manifest, SplitInfo, write_manifest
 from pack.parallel import run_jobs
 from pack.scan import Scan, scan_imagenet
 from pack.shards import (CONTENT_VERSION, ShardResult, ensure_shard, shard_plan, shard_tasks, sidecar_name,

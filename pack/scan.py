@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.shardformat.samples import key_for_file
 from pack.labels import read_synset_list, val_synsets_for
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif",
@@ -41,7 +42,7 @@ class SplitFiles:
     renamed: list[dict[str, str]] = field(default_factory=list)
 
     def key(self, index: int) -> str:
-        return self.key_overrides.get(index) or derived_key(self.files[index])
+        return self.key_overrides.get(index) or key_for_file(self.files[index])
 
 
 @dataclass
@@ -49,12 +50,6 @@ class Scan:
     root: Path
     classes: list[str]
     splits: dict[str, SplitFiles]
-
-
-def derived_key(relpath: str) -> str:
-    """The file's stem made dot-free: WebDataset splits a member name at its first dot."""
-    name = relpath.rsplit("/", 1)[-1]
-    return os.path.splitext(name)[0].replace(".", "_")
 
 
 def scan_imagenet(root: Path, splits: list[str], per_class_limit: int | None = None,
@@ -185,7 +180,7 @@ def _assign_keys(splits: Iterable[SplitFiles]) -> None:
     for split in splits:
         seen: dict[str, int] = {}
         for i, path in enumerate(split.files):
-            derived = derived_key(path)
+            derived = key_for_file(path)
             base = derived if len(derived.encode("utf-8")) <= MAX_KEY_BYTES else _shortened(derived)
             key, n = base, 1
             while key in seen:

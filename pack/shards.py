@@ -29,8 +29,9 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import PIL
 
+from hrnet_fast.shardformat.manifest import ShardInfo
+from hrnet_fast.shardformat.samples import IMAGE_EXT, LABEL_EXT, encode_label, member_name
 from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, Outcome, prepare
-from pack.manifest import ShardInfo
 from pack.parallel import Progress
 from pack.scan import SplitFiles
 from pack.tarwriter import TarWriter
@@ -152,8 +153,8 @@ def _build(task: ShardTask, progress: Progress) -> ShardResult:
                 if outcome.jpeg is None:
                     rejected.append({"file": sample.path, "reason": outcome.reason})
                 else:
-                    tar.add(f"{sample.key}.cls", str(sample.label).encode("ascii"))
-                    tar.add(f"{sample.key}.jpg", outcome.jpeg)
+                    tar.add(member_name(sample.key, LABEL_EXT), encode_label(sample.label))
+                    tar.add(member_name(sample.key, IMAGE_EXT), outcome.jpeg)
                     if outcome.status == REPAIRED:
                         repaired.append({"file": sample.path, "reason": outcome.reason})
                 if n % PROGRESS_EVERY == PROGRESS_EVERY - 1:

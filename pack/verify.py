@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Iterator
 from PIL import Image
 
 from hrnet_fast.errors import UserError
-from pack.manifest import TIMM_INFO, Manifest, ShardInfo, read_manifest, timm_info
+from hrnet_fast.shardformat.manifest import TIMM_INFO, Manifest, ShardInfo, read_manifest, timm_info
+from hrnet_fast.shardformat.samples import IMAGE_EXT, LABEL_EXT, decode_label, group_samples
 from pack.parallel import Progress, run_jobs
 from pack.shards import sha256_file
 
@@ -77,9 +77,9 @@ def _problem(check: ShardCheck, progress: Progress) -> str | None:
         return "sha256 differs from the manifest (the file changed after packing)"
     samples = 0
     with tarfile.open(path, mode="r:") as tar:
-        for key, members in _samples(tar):
-            if sorted(members) != ["cls", "jpg"]:
-                return f"sample {key} has members {sorted(members)}, expected cls and jpg"
+        for key, members in group_samples(_files(tar)):
+            if members.keys() != {IMAGE_EXT, LABEL_EXT}:
+                return f"sample {key} has members {sorted(members)}, expected {LABEL_EXT} and {IMAGE_EXT}"
             problem = _sample_problem(members, check.num_classes, check.decode)
             if problem:
                 return f"sample {key}: {problem}"
@@ -90,35 +90,25 @@ def _problem(check: ShardCheck, progress: Progress) -> str | None:
     return None
 
 
-def _samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample, grouping consecutive members like WebDataset."""
-    key, members = None, {}
+def _files(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of each regular file, in archive order."""
     for member in tar:
-        if not member.isfile():
-            continue
-        name = os.path.basename(member.name)
-        stem, _, ext = name.partition(".")
-        if stem != key and key is not None:
-            yield key, members
-            members = {}
-        key = stem
-        stream = tar.extractfile(member)
-        members[ext] = stream.read() if stream else b""
-    if key is not None:
-        yield key, members
+        stream = tar.extractfile(member) if member.isfile() else None
+        if stream is not None:
+            yield member.name, stream.read()
 
 
 def _sample_problem(members: dict[str, bytes], num_classes: int, decode: bool) -> str | None:
     try:
-        label = int(members["cls"].decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return f"label {members['cls'][:20]!r} is not a decimal number"
+        label = decode_label(members[LABEL_EXT])
+    except ValueError:
+        return f"label {members[LABEL_EXT][:20]!r} is not a decimal number"
     if not 0 <= label < num_classes:
         return f"label {label} outside 0..{num_classes - 1}"
     if not decode:
         return None
     try:
-        image = Image.open(io.BytesIO(members["jpg"]))
+        image = Image.open(io.BytesIO(members[IMAGE_EXT]))
         if image.format != "JPEG" or image.mode != "RGB" or image.info.get("progressive"):
             return f"image is {image.format} {image.mode}, not a baseline RGB JPEG"
         image.load()

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from imagegen import encode, photo_like
 
-from pack.manifest import Manifest, ShardInfo, SplitInfo, write_manifest
+from hrnet_fast.shardformat.manifest import Manifest, ShardInfo, SplitInfo, write_manifest
 
 
 def add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -89,7 +89,22 @@ def test_any_input_size_and_class_count(size, classes):
         logits = model(torch.randn(2, 3, height, width))
         features = model.forward_features(torch.randn(1, 3, height, width))
     assert logits.shape == (2, classes) and torch.isfinite(logits).all()
-    assert features.shape == (1, 2048)
+    assert features.shape == (1, 2048, -(-height // 32), -(-width // 32))  # stride-2 convs round up
+
+
+def test_forward_is_forward_head_of_forward_features_as_in_timm():
+    model = create_model(SMALL, num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+        logits = model.forward_head(features)
+        expected = model(x)
+    assert features.shape == (2, 2048, 2, 3)
+    assert pooled.shape == (2, 2048)
+    torch.testing.assert_close(pooled, features.mean(dim=(2, 3)))
+    torch.testing.assert_close(logits, model.classifier(pooled))
+    torch.testing.assert_close(expected, logits)
 
 
 def test_channels_last_matches_contiguous_and_stays_channels_last():

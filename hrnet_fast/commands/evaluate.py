@@ -78,7 +78,7 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
 
 def write_predictions(path: Path, predictions: list[tuple[str, int, list[int]]]) -> None:
     """CSV `key,label,top1,top5` (top5 space-separated), written atomically."""
-    from pack.manifest import write_text_atomic
+    from hrnet_fast.atomic import write_text_atomic
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -37,7 +37,7 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
     loaded = load_for_inference(ckpt, model, dev, precision)
     classes, names = loaded.classes, loaded.class_names
     if shards:
-        from pack.manifest import read_manifest
+        from hrnet_fast.shardformat.manifest import read_manifest
         manifest = read_manifest(Path(shards))
         classes, names = manifest.classes, manifest.class_names
     size = image_size or loaded.image_size

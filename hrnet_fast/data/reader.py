@@ -16,9 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import IO, Iterator, NamedTuple, Optional
 
-# Field extensions (lower-case, after the key's first dot) that webdataset writers commonly use.
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
-LABEL_EXTENSIONS = ("cls", "class", "label", "target")
+from hrnet_fast.shardformat.samples import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, decode_label, group_samples
 
 
 class RawSample(NamedTuple):
@@ -68,13 +66,6 @@ def open_url(url: str) -> IO[bytes]:
 
         stream = gopen(url, "rb")
     return gzip.GzipFile(fileobj=stream) if url.endswith((".gz", ".tgz")) else stream
-
-
-def split_name(member: str) -> tuple[str, str]:
-    """webdataset's convention: key = path up to the first dot of the file name, ext = the rest."""
-    directory, base = os.path.split(member)
-    stem, _, ext = base.partition(".")
-    return os.path.join(directory, stem) if directory else stem, ext.lower()
 
 
 def tar_files(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
@@ -146,21 +137,6 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def grouped_members(stream: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) for consecutive tar members that share a key."""
-    key: Optional[str] = None
-    fields: dict[str, bytes] = {}
-    for name, data in tar_files(stream):
-        member_key, ext = split_name(name)
-        if member_key != key:
-            if key is not None:
-                yield key, fields
-            key, fields = member_key, {}
-        fields[ext] = data
-    if key is not None:
-        yield key, fields
-
-
 def to_sample(key: str, fields: dict[str, bytes]) -> Optional[RawSample]:
     """The sample, or None when its image or an integer label is missing."""
     image = next((fields[e] for e in IMAGE_EXTENSIONS if e in fields), None)
@@ -168,8 +144,8 @@ def to_sample(key: str, fields: dict[str, bytes]) -> Optional[RawSample]:
     if image is None or label is None:
         return None
     try:
-        return RawSample(key, image, int(label.decode("ascii").strip()))
-    except (UnicodeDecodeError, ValueError):
+        return RawSample(key, image, decode_label(label))
+    except ValueError:
         return None
 
 
@@ -185,7 +161,7 @@ def read_shard(url: str, expected: int, faults: Faults, start: int = 0,
     position = 0
     try:
         with open_url(url) as stream:
-            for key, fields in grouped_members(stream):
+            for key, fields in group_samples(tar_files(stream)):
                 if position >= stop:
                     break
                 if position >= start:

@@ -15,7 +15,7 @@ from typing import Optional
 from braceexpand import braceexpand
 
 from hrnet_fast.errors import UserError
-from pack.manifest import MANIFEST, read_manifest
+from hrnet_fast.shardformat.manifest import MANIFEST, read_manifest
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class HRNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally pooled `num_features`-wide features (the classifier's input)."""
+        """The unpooled `num_features`-wide map at 1/32 of the input (timm's meaning): for
+        feature extraction, dense heads and CAMs, which need the spatial layout pooling discards."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]
@@ -146,8 +147,13 @@ class HRNet(nn.Module):
         y = self.incre_modules[0](xs[0])
         for incre, down, x in zip(self.incre_modules[1:], self.downsamp_modules, xs[1:]):
             y = incre(x) + down(y)
-        y = self.final_layer(y)
-        return torch.flatten(F.adaptive_avg_pool2d(y, 1), 1)
+        return self.final_layer(y)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pool and classify `forward_features`' map; with `pre_logits`, the pooled
+        [N, num_features] vector (embeddings, linear probes) instead of the logits."""
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))

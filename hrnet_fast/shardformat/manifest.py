@@ -1,7 +1,7 @@
 """The shard directory's metadata: `manifest.json` (ours) and `_info.json` (timm's wds schema).
 
-One module owns the format so the packer that writes it and the loader that reads it cannot
-drift apart. Writes are atomic (temp file + fsync + rename).
+Writes are atomic (temp file + fsync + rename), and `manifest.json` is written last, so a
+directory with a manifest is always complete.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrnet_fast.atomic import atomic_write
+from hrnet_fast.atomic import write_json_atomic
 from hrnet_fast.errors import UserError
 
 FORMAT = "hrnet-fast-shards"
@@ -70,15 +70,6 @@ class Manifest:
                    version=int(data.get("version", VERSION)), **fields)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_write(path) as f:
-        f.write(text)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
-
-
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Write `_info.json` then `manifest.json` (last: its presence means the directory is complete)."""
     directory = Path(directory)
@@ -87,6 +78,8 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(directory: Path) -> Manifest:
+    """The manifest of a packed directory; a missing, damaged, foreign or too new one raises
+    ManifestError saying what to run, since every reader would otherwise fail later and vaguer."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{path} not found: pack the dataset first "
