@@ -74,7 +74,8 @@ is_local_path() {  # shard specs with `://`, `pipe:` or braces are URLs / patter
 
 # The interpreter for torchrun and the trainer: $PYTHON if set; else `python` of the active
 # virtualenv / conda env; else this repo's .venv; else python3. The repo root goes on PYTHONPATH so
-# the ranks run this checkout's hrnet_fast even when it is not pip-installed.
+# the ranks run this checkout's hrnet_fast even when it is not pip-installed (once: rank.sh resolves
+# again under run.sh).
 resolve_python() {
     if [[ -n ${PYTHON:-} ]]; then
         PY=$PYTHON
