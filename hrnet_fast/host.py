@@ -116,8 +116,11 @@ def default_workers() -> int:
 def bind_to_slice(local_rank: int, local_world_size: int) -> None:
     """Narrow this process to local rank `local_rank`'s slice of the node's CPUs. Done before the
     trainer starts (launch/rank.sh execs it from here), the affinity holds for every thread and
-    process it starts (OpenMP threads, loader workers)."""
-    cpus = rank_slice(node_cpus(), local_rank, local_world_size)
+    process it starts (OpenMP threads, loader workers). The rank then sees only its slice, so its
+    share of the node goes along in HRNET_CPUS_PER_RANK (launch/run.sh's when it set one)."""
+    node = node_cpus()
+    os.environ.setdefault(SHARE_ENV, str(cpus_per_rank(len(node), local_world_size)))
+    cpus = rank_slice(node, local_rank, local_world_size)
     try:
         os.sched_setaffinity(0, cpus)
     except AttributeError:  # not Linux

@@ -257,6 +257,17 @@ def test_rank_sh_binds_each_rank_and_logs(tmp_path):
     assert (tmp_path / "rank1.log").read_text().strip() == f"cpus {cpus}"
 
 
+def test_rank_sh_tells_every_rank_the_same_share_of_the_cpus(tmp_path):
+    """Slices fall unevenly (8 CPUs over 3 ranks: 3, 3, 2), but the default worker count comes
+    from the share, and every rank must get the same one, also under torchrun without run.sh."""
+    show = [sys.executable, "-c", "import os; print(os.environ['HRNET_CPUS_PER_RANK'])"]
+    share = max(1, len(os.sched_getaffinity(0)) // 3)
+    for rank in range(3):
+        env = clean_env(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="3", RANK=str(rank))
+        assert run("rank.sh", "--log-dir", str(tmp_path), "--", *show, env=env).returncode == 0
+        assert (tmp_path / f"rank{rank}.log").read_text().strip() == str(share)
+
+
 def test_rank_sh_passes_the_exit_status(tmp_path):
     for local_rank in ("0", "1"):
         env = clean_env(LOCAL_RANK=local_rank, LOCAL_WORLD_SIZE="2", RANK=local_rank)
