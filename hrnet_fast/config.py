@@ -5,12 +5,11 @@ the complete configuration that the run stores in `config.json`, so a run can be
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from hrnet_fast.errors import UserError
-from hrnet_fast.host import usable_cores
+from hrnet_fast.host import default_workers
 
 
 @dataclass
@@ -96,23 +95,6 @@ def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str,
     taken = {k: v for k, v in saved.items() if k in known and overrides.get(k) is None and v is not None}
     alone = resolve(overrides, world_size=1).to_json()
     return {**overrides, **taken}, {k: v for k, v in taken.items() if alone.get(k) != v}
-
-
-MAX_DEFAULT_WORKERS = 8  # each holds a shuffle buffer of compressed samples (--shuffle-buffer)
-
-
-def default_workers() -> int:
-    """Loader workers per rank: this rank's share of the CPUs less one for the process that
-    drives the device, at most MAX_DEFAULT_WORKERS. One core decodes and crops roughly 600
-    (full-size ImageNet JPEGs) to 1500 (short side 256) images/s; an accelerator wants thousands.
-
-    The share is launch/rank.sh's HRNET_CPUS_PER_RANK (the node's CPUs over its ranks, the same
-    for each rank, however unevenly the slices fall), else the usable CPUs over LOCAL_WORLD_SIZE.
-    Ranks must agree (their data plans depend on it): train and eval take the least over all
-    ranks (distributed.agree_on_least), for nodes that differ."""
-    share = os.environ.get("HRNET_CPUS_PER_RANK")
-    cores = int(share) if share else usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(cores - 1, MAX_DEFAULT_WORKERS))
 
 
 def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:

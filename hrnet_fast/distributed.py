@@ -10,8 +10,8 @@ from typing import Iterable, Optional
 import torch
 import torch.distributed as dist
 
-from hrnet_fast.config import default_workers
 from hrnet_fast.device import Device, local_rank
+from hrnet_fast.host import default_workers
 
 
 @dataclass(frozen=True)

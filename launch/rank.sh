@@ -11,8 +11,8 @@ usage: rank.sh --log-dir DIR [--no-bind] -- COMMAND [ARGS...]
 
 Started by torchrun (through launch/run.sh), one per local rank; reads LOCAL_RANK,
 LOCAL_WORLD_SIZE and RANK from torchrun. The rank's CPU affinity is narrowed to its
-slice of the CPUs this process may use (taskset), whole cores of one NUMA node where the
-counts allow (launch/common.sh: topology_order), unless --no-bind.
+slice of the CPUs this process may use, whole cores of one NUMA node where the counts
+allow (python -m hrnet_fast.host bind), unless --no-bind.
 EOF
 }
 
@@ -33,18 +33,11 @@ done
 [[ -n ${LOCAL_RANK:-} && -n ${LOCAL_WORLD_SIZE:-} && -n ${RANK:-} ]] ||
     die "LOCAL_RANK, LOCAL_WORLD_SIZE and RANK are unset: rank.sh runs under torchrun; use launch/run.sh"
 
-# shellcheck disable=SC2046  # one CPU number per word
-read -ra cpus <<<"$(topology_order $(allowed_cpus))"
-# Every rank's share of this node's CPUs, the same on each however the slices fall: the trainer
-# sizes its default loader workers from it, and ranks must agree on their worker count.
-per_rank=$((${#cpus[@]} / LOCAL_WORLD_SIZE))
-export HRNET_CPUS_PER_RANK=$((per_rank > 0 ? per_rank : 1))
 if ((BIND)); then
-    if command -v taskset >/dev/null; then
-        set -- taskset -c "$(core_slice "$LOCAL_RANK" "$LOCAL_WORLD_SIZE" "${cpus[@]}")" "$@"
-    else
-        note "taskset not found (util-linux): rank $RANK runs unbound"
-    fi
+    resolve_python
+    # hrnet_fast.host narrows its own affinity to this rank's slice and execs COMMAND: the trainer,
+    # its threads and its loader workers all inherit it.
+    set -- "$PY" -m hrnet_fast.host bind --local-rank "$LOCAL_RANK" --local-world-size "$LOCAL_WORLD_SIZE" -- "$@"
 fi
 
 log="$LOG_DIR/rank$RANK.log"

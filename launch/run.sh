@@ -26,7 +26,9 @@ Starts N ranks of `python -m hrnet_fast train` on this node through torchrun
   --out RUN_DIR      run directory [runs/MODEL-<ranks>p]; logs go to RUN_DIR/logs/rank<R>.log
   --max-restarts K   times torchrun restarts the ranks after a failure [0]; they resume from
                      RUN_DIR/checkpoints/last.pt
-  --no-bind          do not pin each rank to its slice of the CPU cores
+  --no-bind          do not pin each rank to its slice of the CPU cores (whole cores of one
+                     NUMA node where the counts allow; on CUDA torchrun's --numa-binding
+                     exclusive where torch and numactl have it)
   --dry-run          print the environment and the torchrun command, start nothing
   -- TRAIN ARGS      passed to `hrnet_fast train` (see `python -m hrnet_fast train --help`);
                      --resume auto is added unless they contain --resume. --shards, --out
@@ -151,23 +153,36 @@ else
     rendezvous=(--nnodes "$NNODES" --node-rank "$NODE_RANK" --master-addr "${ADDR:-127.0.0.1}"
         --master-port "${PORT:-29500}")
 fi
-rank_flags=(--log-dir "$OUT/logs")
-((BIND)) || rank_flags+=(--no-bind)
+# torchrun_binds_numa: whether torchrun can bind each rank to CPUs of its GPU's NUMA node itself
+# (--numa-binding, in newer torch; it runs numactl and finds the node from the GPU's PCI address).
+torchrun_binds_numa() {
+    command -v numactl >/dev/null && [[ $("$PY" -m torch.distributed.run --help 2>/dev/null) == *--numa-binding* ]]
+}
+
+rank_flags=(--log-dir "$OUT/logs") numa_flags=()
+if ((!BIND)); then
+    rank_flags+=(--no-bind)
+elif [[ $DEVICE == cuda ]] && torchrun_binds_numa; then
+    numa_flags=(--numa-binding exclusive)  # disjoint cores of each GPU's node, as our slices are
+    rank_flags+=(--no-bind)
+fi
 # hrnet_fast.torchrun is torchrun (python -m torch.distributed.run) that reports a stop signal in
 # one line, exit status 0 when the ranks saved, instead of torchrun's SignalException traceback.
 command=("$PY" -m hrnet_fast.torchrun "$OUT" --nproc-per-node "$NPROC" "${rendezvous[@]}"
-    --max-restarts "$MAX_RESTARTS" --no-python "$LAUNCH_DIR/rank.sh" "${rank_flags[@]}" --
+    --max-restarts "$MAX_RESTARTS" "${numa_flags[@]}" --no-python "$LAUNCH_DIR/rank.sh" "${rank_flags[@]}" --
     "$PY" -m hrnet_fast train --shards "$SHARDS" --device "$DEVICE" --out "$OUT" "${TRAIN_ARGS[@]}")
 
 if ((DRY_RUN)); then
     echo "# device: $DEVICE ($DEVICE_SOURCE); ranks: $NPROC on this node × $NNODES node(s)"
     echo "# logs: $OUT/logs/rank<RANK>.log (local rank 0 also on the console)"
-    if ((BIND)); then
-        # shellcheck disable=SC2046  # one CPU number per word
-        read -ra cpus <<<"$(topology_order $(allowed_cpus))"
-        for ((r = 0; r < NPROC; r++)); do
-            echo "# local rank $r: CPU cores $(core_slice "$r" "$NPROC" "${cpus[@]}")"
-        done
+    if ((${#numa_flags[@]})); then
+        echo "# CPU binding: torchrun ${numa_flags[*]} (each rank on cores of its GPU's NUMA node)"
+    elif ((BIND)); then
+        slices=$("$PY" -m hrnet_fast.host slices --local-world-size "$NPROC")
+        r=0
+        while read -r cpus; do
+            echo "# local rank $((r++)): CPU cores $cpus"
+        done <<<"$slices"
     fi
     print_env_changes "$env_before"
     shell_quote "${command[@]}"

@@ -2,7 +2,7 @@
 # launch/train_eval_1p.sh: the Ascend ModelZoo script of the same name: evaluate a checkpoint on
 # one device with `python -m hrnet_fast eval`, in the same device environment as training.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/seed_style.sh"
 
 usage() {
     cat <<'USAGE'
@@ -53,12 +53,12 @@ if ((SEED_dry_run)); then
     shell_quote "${command[@]}"
     exit 0
 fi
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+out=$(mktemp)  # eval's stdout, which ends with its --json line
+trap 'rm -f "$out"' EXIT
 start=$SECONDS status=0
-"${command[@]}" 2>&1 | tee "$log" || status=$?
+"${command[@]}" | tee "$out" || status=$?
 if ((status != 0)); then
     note "evaluation failed (exit $status)"
     exit "$status"
 fi
-print_summary "$(last_number '"images_per_s":' "$log")" "$(last_number '"acc1":' "$log")" "$start"
+print_summary "$(json_value "$out" images_per_s)" "$(json_value "$out" acc1)" "$start"

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hrnet_fast import config
-from hrnet_fast.config import default_workers, inherit, resolve
+from hrnet_fast.config import inherit, resolve
 from hrnet_fast.errors import UserError
 from hrnet_fast.schedule import lr_at
 
@@ -70,27 +69,6 @@ def test_graph_and_sync_bn_are_refused_together_on_several_processes():
     with pytest.raises(UserError, match="--sync-bn"):
         resolve({"graph": True, "sync_bn": True}, world_size=2)
     assert resolve({"graph": True, "sync_bn": True}, world_size=1).graph  # one process: no SyncBN to clash
-
-
-@pytest.mark.parametrize("usable, local_ranks, share, expected", [
-    (16, 1, None, 8),   # one GPU on 16 cores: capped (each worker holds a shuffle buffer)
-    (2, 1, None, 1),    # the 2-core box: one worker, one core drives the device
-    (96, 8, None, 8),   # plain torchrun: 8 ranks share 96 cores, 12 each
-    (32, 8, None, 3),   # 4 cores per rank, also when 32 is a container's cpuset on a larger host
-    (12, 8, "12", 8),   # launch/rank.sh: this rank is bound to 12 cores, the node's share is 12
-    (3, 3, "2", 1),     # launch/rank.sh: 8 CPUs over 3 ranks fall 3, 3, 2; all use the share
-    (1, 1, None, 1),    # never fewer than one
-])
-def test_default_workers_follow_this_ranks_share_of_the_cpus(monkeypatch, usable, local_ranks, share, expected):
-    monkeypatch.setattr(config, "usable_cores", lambda: usable)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
-    if share is None:
-        monkeypatch.delenv("HRNET_CPUS_PER_RANK", raising=False)
-    else:
-        monkeypatch.setenv("HRNET_CPUS_PER_RANK", share)
-    assert default_workers() == expected
-    assert resolve({}, world_size=local_ranks).workers == expected
-    assert resolve({"workers": 0}, world_size=local_ranks).workers == 0  # 0 (no worker processes) stays 0
 
 
 def _agree(rank: int, init: str, results: str) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hrnet_fast.host import cpu_list, node_cpus, rank_slice
+
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 WRAPPERS = ["train_full_1p.sh", "train_full_8p.sh", "train_performance_1p.sh",
@@ -41,10 +43,9 @@ def bash(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env or clean_env(), timeout=30)
 
 
-def common(code: str, env: dict | None = None) -> str:
-    """Run `code` with launch/common.sh's functions loaded (`env` added); its stdout."""
-    result = bash(f'set -euo pipefail; usage() {{ :; }}; source launch/common.sh; {code}',
-                  clean_env(**(env or {})))
+def sourced(script: str, code: str) -> str:
+    """Run `code` with launch/SCRIPT's functions loaded; its stdout."""
+    result = bash(f'set -euo pipefail; usage() {{ :; }}; source launch/{script}; {code}')
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -193,57 +194,46 @@ def test_env_npu_without_cann_is_a_one_line_note():
     assert len(result.stderr.splitlines()) == 1 and "no CANN set_env.sh found" in result.stderr
 
 
-# ---- threads and CPU slices ------------------------------------------------------------------------
+# ---- threads and CPU slices (the policy itself: tests/test_host.py) -----------------------------------
 
-@pytest.mark.parametrize("cores, nproc, threads", [(2, 8, 1), (2, 2, 1), (2, 1, 2), (192, 8, 24), (7, 2, 3)])
-def test_omp_threads(cores, nproc, threads):
-    assert common(f"omp_threads {cores} {nproc}").strip() == str(threads)
-
-
-def test_omp_threads_in_the_launch_env(shards):
+def test_threads_and_cpu_share_in_the_launch_env(shards):
+    """Slices fall unevenly (8 CPUs over 3 ranks: 3, 3, 2), but OMP threads and the default worker
+    count come from the share, and every rank gets the same one (run.sh exports it for all)."""
     cores = len(os.sched_getaffinity(0))
-    for nproc in (1, 2, 8):
+    for nproc in (1, 2, 3, 8):
         _, exports, _ = dry_run("--nproc", str(nproc), "--device", "cpu", "--shards", str(shards))
-        assert exports["OMP_NUM_THREADS"] == str(max(1, cores // nproc))
+        assert exports["OMP_NUM_THREADS"] == exports["HRNET_CPUS_PER_RANK"] == str(max(1, cores // nproc))
     _, exports, _ = dry_run("--nproc", "8", "--device", "cpu", "--shards", str(shards),
                             env=clean_env(OMP_NUM_THREADS="3"))
     assert "OMP_NUM_THREADS" not in exports  # the user's value stays
+    assert exports["HRNET_CPUS_PER_RANK"] == str(max(1, cores // 8))
 
 
-@pytest.mark.parametrize("rank, nranks, cpus, expected", [
-    (0, 8, "$(seq 0 191)", "0-23"),
-    (1, 8, "$(seq 0 191)", "24-47"),
-    (7, 8, "$(seq 0 191)", "168-191"),
-    (0, 1, "0 1 2 3", "0-3"),
-    (0, 3, "0 1 2 3 8 9 10 11", "0-2"),  # 8 CPUs over 3 ranks: 3 + 3 + 2
-    (1, 3, "0 1 2 3 8 9 10 11", "3,8-9"),
-    (2, 3, "0 1 2 3 8 9 10 11", "10-11"),
-    (5, 8, "0 1", "1"),  # more ranks than CPUs: shared round-robin
-])
-def test_core_slices(rank, nranks, cpus, expected):
-    assert common(f"core_slice {rank} {nranks} {cpus}").strip() == expected
+def test_dry_run_shows_each_local_ranks_cpu_slice(shards):
+    cpus = sorted(os.sched_getaffinity(0))
+    _, _, text = dry_run("--nproc", "2", "--device", "cpu", "--shards", str(shards))
+    slices = [line.split(": CPU cores ")[1] for line in text.splitlines() if line.startswith("# local rank ")]
+    assert slices == [cpu_list(rank_slice(node_cpus(), rank, 2)) for rank in (0, 1)]
+    assert len(cpus) < 2 or slices[0] != slices[1]
 
 
-def test_ranks_get_whole_cores_of_one_numa_node(tmp_path):
-    """Two sockets x 4 cores x 2 threads, numbered as x86 servers do: 0-3 and 4-7 are the first
-    threads of sockets 0 and 1, 8-15 their siblings in the same order."""
-    for cpu in range(16):
-        socket, core = (cpu % 8) // 4, cpu % 4
-        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
-        (tmp_path / f"cpu{cpu}" / f"node{socket}").mkdir()
-        (tmp_path / f"cpu{cpu}" / "topology" / "physical_package_id").write_text(f"{socket}\n")
-        (tmp_path / f"cpu{cpu}" / "topology" / "core_id").write_text(f"{core}\n")
-    env = {"HRNET_SYSFS_CPU": str(tmp_path)}
-    order = common("topology_order $(seq 0 15)", env).split()
-    assert order == "0 8 1 9 2 10 3 11 4 12 5 13 6 14 7 15".split()
-    slices = [common(f"core_slice {rank} 4 $(topology_order $(seq 0 15))", env).strip() for rank in range(4)]
-    assert slices == ["0-1,8-9", "2-3,10-11", "4-5,12-13", "6-7,14-15"]  # plain order: 0-3, 4-7, 8-11, 12-15
-    unknown = common("topology_order 3 1 2", {"HRNET_SYSFS_CPU": str(tmp_path / "none")}).split()
-    assert unknown == ["3", "1", "2"]  # no topology: the given order
-
-
-def test_allowed_cpus_is_the_affinity_mask():
-    assert common("allowed_cpus").split() == [str(c) for c in sorted(os.sched_getaffinity(0))]
+def test_cuda_binding_is_torchruns_numa_binding_where_it_has_one(shards, tmp_path):
+    """torchrun --numa-binding runs numactl: with it (a stand-in here) torchrun binds the ranks near
+    their GPUs and rank.sh leaves them be; without it our own slices stand."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "numactl").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "numactl").chmod(0o755)
+    env = clean_env(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    words, _, text = dry_run("--nproc", "8", "--device", "cuda", "--shards", str(shards), env=env)
+    assert after(words, ["--max-restarts", "0"])[:3] == ["--numa-binding", "exclusive", "--no-python"]
+    assert after(words, ["--no-python"])[:5] == [str(LAUNCH / "rank.sh"), "--log-dir", "runs/hrnet_w18-8p/logs",
+                                                 "--no-bind", "--"]
+    assert "# CPU binding: torchrun --numa-binding exclusive" in text and "# local rank" not in text
+    path_without_numactl = ":".join(p for p in os.environ["PATH"].split(":") if not Path(p, "numactl").exists())
+    words, _, text = dry_run("--nproc", "8", "--device", "cuda", "--shards", str(shards),
+                             env=clean_env(PATH=path_without_numactl))
+    assert "--numa-binding" not in words and "--no-bind" not in words
+    assert sum(line.startswith("# local rank ") for line in text.splitlines()) == 8
 
 
 def test_rank_sh_binds_each_rank_and_logs(tmp_path):
@@ -269,7 +259,7 @@ def test_rank_sh_binds_each_rank_and_logs(tmp_path):
 
 def test_rank_sh_tells_every_rank_the_same_share_of_the_cpus(tmp_path):
     """Slices fall unevenly (8 CPUs over 3 ranks: 3, 3, 2), but the default worker count comes
-    from the share, and every rank must get the same one."""
+    from the share, and every rank must get the same one, also under torchrun without run.sh."""
     show = [sys.executable, "-c", "import os; print(os.environ['HRNET_CPUS_PER_RANK'])"]
     share = max(1, len(os.sched_getaffinity(0)) // 3)
     for rank in range(3):
@@ -449,15 +439,16 @@ def test_train_eval_1p_command(shards, tmp_path):
         "eval", "--ckpt", str(ckpt), "--shards", str(shards), "--device", "cuda", "--json", "--batch-size", "50"]
 
 
-def test_summary_lines_parse_trainer_and_eval_output(tmp_path):
-    (tmp_path / "rank0.log").write_text("[x] FPS 12.0\nepoch 1: Acc@1 50.00\nFPS 532.7\n")
-    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0, "acc1": 10.5}\n{"kind": "train"}\n'
-                                            '{"epoch": 1, "acc1": 76.65, "acc5": 93.2}\n')
-    (tmp_path / "eval.log").write_text('Acc@1 76.65\n{"acc1": 76.65, "acc5": 93.2, "images_per_s": 1234.5}\n')
-    out = common(f'SECONDS=0; print_summary "$(last_number FPS {tmp_path}/rank0.log)" '
-                 f'"$(last_number \'"acc1":\' {tmp_path}/metrics.jsonl)" 0; '
-                 f'last_number \'"images_per_s":\' {tmp_path}/eval.log; '
-                 f'print_summary "" "" 0')
+def test_summary_lines_read_the_run_summary_and_eval_json(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"fps": 532.6789, "steps": 10, "best_acc1": 77.0,
+                                                       "last_acc1": 76.65, "stopped_by_signal": False}, indent=1))
+    (tmp_path / "eval.out").write_text('Acc@1 76.65\n{"acc1": 76.65, "acc5": 93.2, "images_per_s": 1234.5}\n')
+    (tmp_path / "broken.json").write_text('{"fps": ')
+    out = sourced("seed_style.sh", f'resolve_python; SECONDS=0; '
+                  f'print_summary "$(json_value {tmp_path}/summary.json fps .1f)" '
+                  f'"$(json_value {tmp_path}/summary.json last_acc1)" 0; '
+                  f'json_value {tmp_path}/eval.out images_per_s; '
+                  f'print_summary "$(json_value {tmp_path}/broken.json fps)" "$(json_value {tmp_path}/none acc1)" 0')
     lines = out.splitlines()
     durations = [lines.pop(2), lines.pop(-1)]  # whole seconds since SECONDS=0: 0, or more on a busy box
     assert all(re.fullmatch(r"E2E Training Duration sec : \d+", d) for d in durations), durations

@@ -42,7 +42,7 @@ def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: O
                  batches: int, warmup: Optional[int], image_size: int, shuffle_buffer: int,
                  as_json: bool) -> None:
     """Iterate the train (or val) loader and print images/s, in total and per worker."""
-    from hrnet_fast.config import default_workers
+    from hrnet_fast.host import default_workers
     from hrnet_fast.data import TrainLoader, ValLoader, open_source
 
     workers = default_workers() if workers is None else workers
