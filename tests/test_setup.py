@@ -1,13 +1,15 @@
-"""The set-up's Pillow → pillow-simd swap survives a later resolve of torchvision's `pillow` requirement.
+"""The set-up puts pillow-simd in Pillow's place in the open, and repairs it when Pillow comes back.
 
-Tested on the mechanism, offline: a bare venv holds a fake PIL owned by a `pillow-simd`
-distribution; pip (run against that venv, no index) must then consider `pillow` satisfied only
-once the set-up's stand-in distribution is registered, and the owner check must name the owner.
+Tested on the mechanism, offline: a bare venv, fake distributions that own a `PIL/__init__.py`,
+and a hand-made `pillow-simd` wheel that pip installs from a local folder.
 """
+import hashlib
+import base64
 import importlib.util
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,18 +19,37 @@ spec = importlib.util.spec_from_file_location("setup_venv", ROOT / "tools" / "se
 setup_venv = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(setup_venv)
 
-TORCHVISION_PILLOW_REQUIREMENT = "pillow!=8.3.*,>=5.3.0"
 
-
-def fake_distribution(site: Path, name: str, version: str, files: list[str]) -> None:
+def fake_distribution(site: Path, name: str, version: str, files: list[str], installer: str = "pip") -> None:
     dist = site / f"{name.replace('-', '_')}-{version}.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (dist / "INSTALLER").write_text("pip\n")
-    (dist / "RECORD").write_text("".join(f"{f},,\n" for f in files) + f"{dist.name}/RECORD,,\n")
+    (dist / "INSTALLER").write_text(f"{installer}\n")
+    own = [f"{dist.name}/{name}" for name in ("METADATA", "INSTALLER", "RECORD")]
+    (dist / "RECORD").write_text("".join(f"{f},,\n" for f in files + own))
     for f in files:
         (site / f).parent.mkdir(parents=True, exist_ok=True)
-        (site / f).write_text("")
+        (site / f).write_text(f"# {name}\n")
+
+
+def fake_simd_wheel(folder: Path, version: str = "12.1.1.post0") -> Path:
+    """A minimal valid wheel named like pillow-simd's, holding PIL/__init__.py."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = f"Pillow_SIMD-{version}.dist-info"
+    files = {"PIL/__init__.py": "# pillow-simd\n",
+             f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: Pillow-SIMD\nVersion: {version}\n",
+             f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist_info}/RECORD,,")
+    wheel = folder / f"Pillow_SIMD-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
 
 
 @pytest.fixture
@@ -39,32 +60,41 @@ def bare_venv(tmp_path):
     return python, setup_venv.site_packages(python)
 
 
-def pip_would_install_pillow(python: Path) -> bool:
-    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run",
-                             "--no-index", "--no-deps", TORCHVISION_PILLOW_REQUIREMENT],
-                            capture_output=True, text=True)
-    return "already satisfied" not in result.stdout
+def pip_for(python: Path):
+    """setup_venv.pip for a venv without pip of its own: this interpreter's pip, pointed at it."""
+    def run(_python, *args, env=None, quiet=True):
+        return subprocess.run([sys.executable, "-m", "pip", "--python", str(python), *args],
+                              env=env, text=True, capture_output=True)
+    return run
 
 
-def test_stand_in_makes_pip_leave_pillow_simd_alone(bare_venv):
+def test_stock_pillow_is_replaced_by_the_kept_simd_wheel(bare_venv, tmp_path, monkeypatch):
     python, site = bare_venv
-    fake_distribution(site, "pillow-simd", "12.1.1.post0", ["PIL/__init__.py"])
-    assert setup_venv.is_simd(setup_venv.pil_owner(site))
-    assert pip_would_install_pillow(python)            # without the stand-in, Pillow would come back
-    setup_venv.write_pillow_stub(site, "12.1.1.post0")
-    assert not pip_would_install_pillow(python)        # with it, the requirement is satisfied
-    assert setup_venv.pil_owner(site) == ("pillow-simd", "12.1.1.post0")
-
-
-def test_stand_in_is_replaced_not_duplicated(bare_venv):
-    _, site = bare_venv
-    setup_venv.write_pillow_stub(site, "9.0.0.post1")
-    setup_venv.write_pillow_stub(site, "12.1.1.post0")
-    assert [d.name for d in site.glob("pillow-*.dist-info")] == ["pillow-12.1.1.post0.dist-info"]
-
-
-def test_owner_check_detects_stock_pillow_back_on_top(bare_venv):
-    _, site = bare_venv
+    monkeypatch.setattr(setup_venv, "pip", pip_for(python))
     fake_distribution(site, "pillow", "13.0.0", ["PIL/__init__.py", "PIL/Image.py"])
-    owner = setup_venv.pil_owner(site)
-    assert owner == ("pillow", "13.0.0") and not setup_venv.is_simd(owner)
+    wheels = tmp_path / "wheels"
+    fake_simd_wheel(wheels)
+    active = setup_venv.ensure_pil(python, want_simd=True, wheels=wheels)
+    assert active == "Pillow-SIMD 12.1.1.post0"
+    assert setup_venv.is_simd(setup_venv.pil_owners(site))
+    assert (site / "PIL/__init__.py").read_text() == "# pillow-simd\n"
+    assert not list(site.glob("pillow-*.dist-info"))  # stock Pillow is gone, nothing stands in for it
+
+
+def test_pillow_installed_over_pillow_simd_is_not_taken_for_simd(bare_venv):
+    """pip writes Pillow's files over pillow-simd's: both claim PIL, which one runs is unknown."""
+    _, site = bare_venv
+    fake_distribution(site, "Pillow-SIMD", "12.1.1.post0", ["PIL/__init__.py"])
+    assert setup_venv.is_simd(setup_venv.pil_owners(site))
+    fake_distribution(site, "pillow", "13.0.0", ["PIL/__init__.py"])
+    owners = setup_venv.pil_owners(site)
+    assert len(owners) == 2 and not setup_venv.is_simd(owners)
+    assert setup_venv.describe(owners) == "Pillow-SIMD 12.1.1.post0 + pillow 13.0.0"
+
+
+def test_stand_ins_of_earlier_set_ups_are_removed(bare_venv):
+    _, site = bare_venv
+    fake_distribution(site, "pillow", "12.1.1.post0", [], installer=setup_venv.OLD_STUB_INSTALLER)
+    fake_distribution(site, "pillow", "13.0.0", ["PIL/__init__.py"])  # a real one stays
+    assert setup_venv.remove_old_stubs(site) == ["pillow-12.1.1.post0.dist-info"]
+    assert [d.name for d in site.glob("pillow-*.dist-info")] == ["pillow-13.0.0.dist-info"]

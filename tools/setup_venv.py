@@ -1,24 +1,27 @@
-"""Create `.venv/`, install hrnet-fast with its dev extra, and swap Pillow for pillow-simd.
+"""Create `.venv/`, install hrnet-fast with its dev extra, then put pillow-simd in Pillow's place.
 
-Why a script and not three pip lines: the swap has to survive later installs. pillow-simd ships
-the `PIL` package under the distribution name `Pillow-SIMD`, so any later resolve of torchvision's
-`pillow` requirement finds no `pillow` and reinstalls stock Pillow over it. After the swap we
-register a metadata-only `pillow` distribution (no files but its own) at pillow-simd's version, so
-pip sees the requirement satisfied and leaves PIL alone. Every run re-checks which PIL is active and
-repairs the swap if something undid it. Runs with the system Python; standard library only.
+Why a script and not three pip lines: pillow-simd ships the `PIL` package under the distribution
+name `Pillow-SIMD`, so pip cannot know that it satisfies torchvision's `pillow` requirement, and any
+later resolve of that requirement installs stock Pillow over it. Nothing here hides that from pip:
+the order is (1) the project and its requirements, stock Pillow included, (2) Pillow out and a
+pillow-simd wheel in (built once for this CPU, kept in `.venv/wheels/` for repairs), (3) a check of
+which distribution owns `PIL/__init__.py`, printed on every run. `pip check` therefore lists
+torchvision's `pillow` as missing, which is true; if a later install brought Pillow back, the
+next `make setup` (run by `make test` and `make demo`) says so and swaps again.
+Runs with the system Python; standard library only.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STUB_INSTALLER = "hrnet-fast-setup"
+OLD_STUB_INSTALLER = "hrnet-fast-setup"  # earlier set-ups registered a file-less `pillow`: removed
 
 
 def venv_python(venv_dir: Path) -> Path:
@@ -38,16 +41,18 @@ def pip(python: Path, *args: str, env: dict | None = None, quiet: bool = True) -
     return subprocess.run(cmd, env=env, text=True, capture_output=quiet)
 
 
-def pil_owner(site: Path) -> tuple[str, str] | None:
-    """(distribution name, version) of the distribution whose RECORD lists PIL/__init__.py."""
+def pil_owners(site: Path) -> list[tuple[str, str]]:
+    """(distribution name, version) of every distribution whose RECORD lists PIL/__init__.py.
+
+    Two at once means one was installed over the other's files: which one's code runs is unknown."""
+    owners = []
     for dist_info in sorted(site.glob("*.dist-info")):
         record = dist_info / "RECORD"
-        if not record.is_file():
-            continue
-        if any(line.split(",", 1)[0] == "PIL/__init__.py" for line in record.read_text().splitlines()):
+        if record.is_file() and any(line.split(",", 1)[0] == "PIL/__init__.py"
+                                    for line in record.read_text().splitlines()):
             meta = dict(_metadata_fields(dist_info / "METADATA"))
-            return meta.get("Name", dist_info.name), meta.get("Version", "?")
-    return None
+            owners.append((meta.get("Name", dist_info.name), meta.get("Version", "?")))
+    return owners
 
 
 def _metadata_fields(path: Path):
@@ -61,32 +66,23 @@ def _metadata_fields(path: Path):
             yield key, value
 
 
-def is_simd(owner: tuple[str, str] | None) -> bool:
-    return owner is not None and owner[0].lower().replace("_", "-") == "pillow-simd"
+def is_simd(owners: list[tuple[str, str]]) -> bool:
+    return len(owners) == 1 and owners[0][0].lower().replace("_", "-") == "pillow-simd"
 
 
-def write_pillow_stub(site: Path, version: str) -> Path:
-    """Register a file-less `pillow` distribution so pip treats `pillow` as installed."""
-    for old in site.glob("[Pp]illow-*.dist-info"):
-        if (old / "INSTALLER").is_file() and (old / "INSTALLER").read_text().strip() == STUB_INSTALLER:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
-    dist_info = site / f"pillow-{version}.dist-info"
-    dist_info.mkdir()
-    files = {
-        "METADATA": f"Metadata-Version: 2.1\nName: pillow\nVersion: {version}\n"
-                    "Summary: Metadata-only stand-in: PIL is provided by pillow-simd\n",
-        "INSTALLER": STUB_INSTALLER + "\n",
-    }
-    lines = []
-    for name, text in files.items():
-        (dist_info / name).write_text(text)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        lines.append(f"{dist_info.name}/{name},sha256={digest},{len(text.encode())}")
-    lines.append(f"{dist_info.name}/RECORD,,")
-    (dist_info / "RECORD").write_text("\n".join(lines) + "\n")
-    return dist_info
+def describe(owners: list[tuple[str, str]]) -> str:
+    return " + ".join(f"{name} {version}" for name, version in owners) or "none"
+
+
+def remove_old_stubs(site: Path) -> list[str]:
+    """Delete the metadata-only `pillow` distributions earlier set-ups wrote; their names."""
+    removed = []
+    for dist_info in site.glob("[Pp]illow-*.dist-info"):
+        installer = dist_info / "INSTALLER"
+        if installer.is_file() and installer.read_text().strip() == OLD_STUB_INSTALLER:
+            shutil.rmtree(dist_info)
+            removed.append(dist_info.name)
+    return removed
 
 
 def cpu_has_avx2() -> bool:
@@ -96,34 +92,46 @@ def cpu_has_avx2() -> bool:
         return False
 
 
-def swap_to_pillow_simd(python: Path, site: Path) -> bool:
-    """Replace stock Pillow by pillow-simd (built here); on failure put Pillow back. True on success."""
-    env = dict(os.environ)
-    env["CC"] = "cc -mavx2" if cpu_has_avx2() else "cc"
-    pip(python, "uninstall", "-y", "pillow", "pillow-simd")
-    build = pip(python, "install", "--no-cache-dir", "pillow-simd", env=env)
-    owner = pil_owner(site)
-    if build.returncode != 0 or not is_simd(owner):
-        reason = (build.stderr or "").strip().splitlines()[-1:] or ["PIL not provided by pillow-simd"]
-        print(f"warning: pillow-simd could not be built ({reason[0][:160]}); using stock Pillow, "
+def simd_wheel(python: Path, wheels: Path) -> Path | None:
+    """A pillow-simd wheel for this CPU: the one built earlier, else built now (~25 s)."""
+    built = sorted(wheels.glob("[Pp]illow_[Ss][Ii][Mm][Dd]-*.whl"))
+    if built:
+        return built[-1]
+    env = {**os.environ, "CC": "cc -mavx2" if cpu_has_avx2() else "cc"}
+    result = pip(python, "wheel", "--no-deps", "--no-cache-dir", "-w", str(wheels), "pillow-simd", env=env)
+    built = sorted(wheels.glob("[Pp]illow_[Ss][Ii][Mm][Dd]-*.whl"))
+    if result.returncode != 0 or not built:
+        reason = (result.stderr or "").strip().splitlines()[-1:] or ["no wheel was written"]
+        print(f"setup: warning: pillow-simd could not be built ({reason[0][:160]}); keeping stock Pillow, "
               "decoding will be slower", file=sys.stderr)
-        pip(python, "uninstall", "-y", "pillow-simd")
-        pip(python, "install", "pillow")
-        return False
-    write_pillow_stub(site, owner[1])
-    return True
+        return None
+    return built[-1]
 
 
-def ensure_pil(python: Path, want_simd: bool) -> str:
+def install_simd(python: Path, wheel: Path) -> bool:
+    """Pillow out, the pillow-simd wheel in; on failure stock Pillow goes back. True on success."""
+    pip(python, "uninstall", "-y", "pillow", "pillow-simd")
+    if pip(python, "install", "--no-deps", "--no-index", str(wheel)).returncode == 0:
+        return True
+    print("setup: warning: installing pillow-simd failed; putting stock Pillow back", file=sys.stderr)
+    pip(python, "install", "pillow")
+    return False
+
+
+def ensure_pil(python: Path, want_simd: bool, wheels: Path) -> str:
+    """Make pillow-simd own PIL when wanted (and possible); return the owner as 'name version'."""
     site = site_packages(python)
-    owner = pil_owner(site)
-    if want_simd and not is_simd(owner):
-        swap_to_pillow_simd(python, site)
-        owner = pil_owner(site)
-    elif is_simd(owner) and not any(site.glob("[Pp]illow-*.dist-info")):
-        write_pillow_stub(site, owner[1])
-    name, version = owner or ("none", "-")
-    return f"{name} {version}"
+    for name in remove_old_stubs(site):
+        print(f"setup: removed {name}, a stand-in `pillow` an earlier set-up registered")
+    owners = pil_owners(site)
+    if want_simd and not is_simd(owners):
+        if owners:
+            print(f"setup: PIL is provided by {describe(owners)}: replacing it with pillow-simd")
+        wheel = simd_wheel(python, wheels)
+        if wheel is not None:
+            install_simd(python, wheel)
+        owners = pil_owners(site)
+    return describe(owners)
 
 
 def main() -> int:
@@ -149,8 +157,11 @@ def main() -> int:
             print("setup: pip install failed; see the output above", file=sys.stderr)
             return 1
         stamp.write_text(args.extras)
-    active = ensure_pil(python, want_simd=not args.no_simd)
+    active = ensure_pil(python, want_simd=not args.no_simd, wheels=venv_dir / "wheels")
     print(f"setup: active PIL = {active}")
+    if active.startswith("pillow-simd"):
+        print("setup: note: `pip check` lists torchvision's `pillow` as missing: pillow-simd provides PIL "
+              "under its own name; after a pip install that brings Pillow back, run `make setup` again")
     return 0
 
 
