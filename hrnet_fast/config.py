@@ -45,6 +45,7 @@ class TrainConfig:
     stop_step: Optional[int] = None
     log_interval: int = 20
     val_every: int = 1
+    precise_bn: int = 0                   # batches to recompute BN statistics before validation (0: off)
     ckpt_minutes: float = 30.0
     max_bad_steps: int = 50
     sync_bn: bool = False
@@ -133,6 +134,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.base_lr > 0, "--lr must be positive"),
         (cfg.schedule in ("step", "cosine"), "schedule must be step or cosine"),
         (cfg.workers >= 0, "--workers must be 0 or more"),
+        (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
         (cfg.align_channels in ("off", "8", "16", "auto"), "--align-channels must be 8, 16 or off"),
         (not (cfg.graph and cfg.sync_bn and cfg.world_size > 1),

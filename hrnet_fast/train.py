@@ -23,6 +23,7 @@ from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
 from hrnet_fast.models import (create_model, load_weights, official_shapes, optimizer_official_shapes,
                                pad_optimizer_state, pad_state_dict, strip_optimizer_state, strip_state_dict)
+from hrnet_fast.precise_bn import recompute_bn_stats
 from hrnet_fast.precision import MixedPrecision, param_groups
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
@@ -354,7 +355,12 @@ class Trainer:
     def validate(self) -> EvalResult:
         """Accuracy of one model, the one checkpoints keep: rank 0's. Each rank's BatchNorm
         statistics follow its own batches (DDP does not broadcast buffers here), so rank 0's are
-        sent to all before they share out the val set."""
+        sent to all before they share out the val set. With --precise-bn they are first
+        recomputed for the current weights, from the start of the next epoch's train stream."""
+        if self.cfg.precise_bn:
+            batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch), self.device,
+                                       dtype=self.precision.input_dtype)
+            recompute_bn_stats(self.raw_model, batches, self.cfg.precise_bn, self.precision.autocast)
         if self.world.distributed:
             distributed.broadcast_from_main(self.raw_model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,

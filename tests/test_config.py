@@ -41,7 +41,8 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 @pytest.mark.parametrize("bad, message", [({"recipe": "sgdr"}, "unknown recipe"),
                                           ({"image_size": 16}, "at least 32"),
-                                          ({"epochs": 0}, "at least 1")])
+                                          ({"epochs": 0}, "at least 1"),
+                                          ({"precise_bn": -1}, "--precise-bn")])
 def test_bad_settings_are_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         resolve(bad, world_size=1)

@@ -41,6 +41,8 @@ from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICE
 @click.option("--seed", type=int, help="Seed for model init and data order [0].")
 @click.option("--log-interval", type=int, help="Steps between metric reads (host syncs) [20].")
 @click.option("--val-every", type=int, help="Validate every N epochs [1].")
+@click.option("--precise-bn", type=int, help="Before each validation, recompute BatchNorm statistics "
+              "for the current weights from N train batches (short runs, small data) [0: off].")
 @click.option("--ckpt-minutes", type=float, help="Also save last.pt every N minutes [30].")
 @click.option("--max-bad-steps", type=int, help="Abort after N non-finite steps in a row [50].")
 @click.option("--sync-bn", is_flag=True, default=None, help="SyncBatchNorm across ranks.")
