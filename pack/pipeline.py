@@ -7,22 +7,13 @@ earlier run is removed before the first shard is touched, and stale temp files a
 beyond the new plan are cleaned up, so an interrupted directory is never mistaken for a
 finished one. One pack at a time per output folder.
 
-Why `--resize 384` is the default (benchmarks/pack_vs_tar.py --tradeoff, 4000-file tree with
-ImageNet's size mix, 2-core dev box; decode+RRC = PIL decode + RandomResizedCrop(224) + flip):
-
-    --resize  KB/image  pack images/CPU-s  decode+RRC images/CPU-s  224-crop PSNR vs original
-           0     110.3               3502                      334   lossless
-         256      34.7                276                     1078   33.1 dB
-         320      47.9                307                      785   35.8 dB
-         384      59.4                484                      656   39.9 dB
-         448      63.5                452                      587   41.0 dB
-
-Most of the decode time goes to the few large images, so capping the short side at 384 already
-doubles decode+crop throughput per core and halves the bytes, while only images larger than
-~512x384 change and training crops stay within ~40 dB of the original (close to FFCV's
-published ImageNet setting, max side 500). 256 is another 1.6x faster but measurably softens small
-crops (33 dB) and would put the reference accuracy at risk: opt in with `--resize 256`;
-`--resize 0` keeps every original byte for byte.
+Why `--resize 384` is the default: most decode time goes to the few large images, so capping
+the short side at 384 roughly doubles decode+crop throughput per core and halves the bytes, while
+only images larger than ~512x384 change and 224-px training crops stay within ~40 dB PSNR of the
+original (close to FFCV's published ImageNet setting, max side 500). 256 is faster still but
+softens small crops (~33 dB) and would put the reference accuracy at risk: opt in with
+`--resize 256`; `--resize 0` keeps every original byte for byte. The measured trade-off table is
+in docs/performance.md (`benchmarks/pack_vs_tar.py --tradeoff`).
 """
 from __future__ import annotations
 
@@ -44,7 +35,7 @@ from pack.shards import (CONTENT_VERSION, ShardResult, ensure_shard, shard_plan,
 
 SHARD_NAME = re.compile(r"^(train|val)-(\d{6})\.tar$")
 TEMP_NAME = re.compile(r"^\.((train|val)-\d{6}\.tar\.tmp-\d+|.+\.json\..+\.tmp)$")
-DEFAULT_RESIZE = 384  # measured: see the module docstring
+DEFAULT_RESIZE = 384  # why: see the module docstring
 
 
 @dataclass(frozen=True)

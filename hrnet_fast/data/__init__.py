@@ -43,14 +43,9 @@ good ones (counted as `repeated`), and past `max_bad_fraction` of an epoch the l
 UserError. Resuming with skip_batches is exact for the same world size, workers and seed, unless
 corrupt samples lie before the resume point.
 
-Decode speed, 2-core dev box (shared, best of 5), one core, RandomResizedCrop 224 + flip, img/s:
-
-                     ours+simplejpeg  ours+PIL draft  torchvision PIL  ditto+ToTensor+Normalize  tv.io
-    500×375 photo-like     606              534            460               391               345
-    short side 256        1506             1224            988               653               579
-
-So simplejpeg is used when installed, PIL otherwise; tv.io (torchvision.io.decode_jpeg, full
-decode, then tensor crop + antialiased interpolate) is the slowest on the CPU.
+simplejpeg is used for JPEGs when installed (less per-image overhead than PIL's decoder), PIL
+otherwise; decoding the full image with torchvision.io and cropping tensors is slower on the CPU.
+Per-core figures: docs/performance.md.
 """
 from hrnet_fast.data.decode import decode_val_image
 from hrnet_fast.data.loader import TrainLoader, ValLoader

@@ -5,9 +5,8 @@ then resize it. Here the crop box is chosen from the size in the JPEG header, li
 decodes at 1/2, 1/4 or 1/8 scale in the DCT domain whenever the box still spans the output size at
 that scale, and only the box is resampled (`Image.resize(box=)`, bilinear with antialiasing, like
 torchvision's PIL path). JPEGs go through `simplejpeg` when it is installed (less per-image
-overhead than PIL's incremental decoder: +13 % on 500×375, +23 % on 256-short-side images on the
-2-core dev box; table in the package docstring), else through PIL's `draft`; other formats (PNG,
-CMYK JPEG …) through PIL.
+overhead than PIL's incremental decoder), else through PIL's `draft`; other formats (PNG, CMYK
+JPEG …) through PIL.
 The crop parameters follow torchvision's algorithms exactly, so the augmentation matches the
 reference recipe.
 """

@@ -3,8 +3,8 @@
 Why a reader of our own instead of webdataset's pipeline or tarfile: the loader needs exact
 per-shard sample positions (for val ranges and resuming), must keep going past a damaged shard
 while accounting for every sample it could not deliver (so the caller can stop at a threshold
-instead of training on a silent shortfall), and tarfile's per-member cost (~0.1 ms per sample)
-is a tenth of a core's budget for a 256-px image.
+instead of training on a silent shortfall), and tarfile's per-member overhead is a sizeable share
+of a core's budget for a small image.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Channel-aligned HRNet: the official function, with channel widths zero-padded to a multiple.
 
 Why: tensor cores want channel counts in multiples of 8 (GPUs) or 16 (Ascend C0 blocks), and
-W18's branches (18, 36, 72, 144) miss them; padded to (24, 40, 72, 144) W18 trains 33 % faster on
-an H200 (2079 vs 1558 img/s, fp16 channels_last).
+W18's branches (18, 36, 72, 144) miss them; padded to (24, 40, 72, 144) W18 trains markedly faster
+on tensor cores (docs/performance.md has the design's figure).
 
 Why the math is identical: a padded channel has zero conv weights in and out, zero bias and zero
 BatchNorm scale and shift, so its activation is exactly 0 in every layer, train or eval mode
