@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from hrnet_fast import log
 from hrnet_fast.clickutil import LazyGroup
 
 # name -> (module, attribute, one-line help shown by `hrnet-fast --help`)
@@ -24,6 +25,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    log.configure()
     cli(prog_name="hrnet-fast")
 
 

@@ -1,12 +1,14 @@
-"""What a run writes for people: metrics.jsonl lines, config.json, and the rank-0 console."""
+"""What a run writes into its directory: metrics.jsonl lines, config.json, summary.json, TensorBoard."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from hrnet_fast import log as logs
 from hrnet_fast.atomic import write_json_atomic
+
+log = logs.get(__name__)
 
 
 class RunLog:
@@ -23,15 +25,7 @@ class RunLog:
                     from torch.utils.tensorboard import SummaryWriter
                     self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
                 except ImportError:
-                    self.print("warning: tensorboard is not installed; pip install tensorboard")
-
-    def print(self, message: str) -> None:
-        if self.enabled:
-            print(message, flush=True)
-
-    def warn(self, message: str) -> None:
-        if self.enabled:
-            print(f"warning: {message}", file=sys.stderr, flush=True)
+                    log.warning("tensorboard is not installed (pip install tensorboard): --tensorboard ignored")
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """RUN_DIR/NAME (config.json, summary.json), replaced atomically."""

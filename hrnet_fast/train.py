@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hrnet_fast import checkpoint, distributed
+from hrnet_fast import log as logs
 from hrnet_fast.config import TrainConfig, inherit, resolve
 from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, open_source
 from hrnet_fast.device import Device, resolve_device
@@ -28,6 +29,9 @@ from hrnet_fast.precision import MixedPrecision, param_groups
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
 from hrnet_fast.step import make_step
+
+log = logs.get(__name__)
+
 
 @dataclass
 class TrainSummary:
@@ -98,7 +102,7 @@ def train(overrides: dict[str, Any]) -> TrainSummary:
         overrides, kept = inherit(overrides, checkpoint.read_config(resume_from))
         if kept and world.is_main:
             settings = ", ".join(f"{k}={v}" for k, v in kept.items())
-            print(f"resuming {resume_from} with the run's settings (flags override): {settings}", flush=True)
+            log.info(f"resuming {resume_from} with the run's settings (flags override): {settings}")
     cfg = resolve(overrides, world.size)
     device.activate()
     distributed.init(device, world)
@@ -159,7 +163,7 @@ class Trainer:
         try:
             return open_source(shards, "val", self.cfg.val_num_samples)
         except UserError as exc:
-            self.log.warn(f"no validation: {exc}")
+            log.warning(f"no validation: {exc}")
             return None
 
     def _step_function(self):
@@ -188,7 +192,7 @@ class Trainer:
         checkpoint.set_rng_state(ckpt["rng"])
         self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
         self.step, self.best_acc1 = int(ckpt["step"]), ckpt.get("best_acc1")
-        self.log.print(f"resumed from {path}: epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.step}")
+        log.info(f"resumed from {path}: epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.step}")
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, best: bool = False) -> None:
@@ -217,13 +221,13 @@ class Trainer:
     def run(self) -> TrainSummary:
         cfg = self.cfg
         self.log.write_json("config.json", cfg.to_json())
-        self.log.print(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
-                       f"precision {cfg.precision}, channels aligned to "
-                       f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
-                       f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
-                       f"samples/epoch for equal steps on every rank)")
+        log.info(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
+                 f"precision {cfg.precision}, channels aligned to "
+                 f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
+                 f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
+                 f"samples/epoch for equal steps on every rank)")
         if self.epoch >= cfg.epochs:
-            self.log.print(f"{self.run_dir} already finished its {cfg.epochs} epochs: raise --epochs to go on")
+            log.info(f"{self.run_dir} already finished its {cfg.epochs} epochs: raise --epochs to go on")
         meter = RateMeter(cfg.global_batch)
         self._first_step = self.step
         stopped = False
@@ -241,7 +245,7 @@ class Trainer:
             self._checkpoint()
         summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.last_eval, stopped, self.run_dir)
         self.log.write_json("summary.json", summary.to_json())
-        self.log.print(f"FPS {fps:.1f}")
+        log.info(f"FPS {fps:.1f}")
         self.log.close()
         return summary
 
@@ -319,8 +323,8 @@ class Trainer:
         """Compilation and capture against the run length: what they cost, and what share of
         this run that is (from the second interval's steady step time)."""
         if meter.intervals == 1:
-            self.log.print(f"first {meter.first_steps} steps took {meter.first_seconds:.1f} s, compilation "
-                           "or graph capture included (FPS leaves this interval out)")
+            log.info(f"first {meter.first_steps} steps took {meter.first_seconds:.1f} s, compilation "
+                     "or graph capture included (FPS leaves this interval out)")
         elif meter.intervals == 2:
             step_seconds = meter.timed_seconds / meter.timed_steps
             overhead = max(meter.first_seconds - meter.first_steps * step_seconds, 0.0)
@@ -330,8 +334,8 @@ class Trainer:
             run_seconds = (planned - self._first_step) * step_seconds + overhead
             share = overhead / max(run_seconds, 1e-9)
             hint = ": for runs this short, leave --compile / --graph off" if share > 0.1 else ""
-            self.log.print(f"warm-up cost {overhead:.1f} s, {share:.1%} of this run "
-                           f"({planned - self._first_step} steps at {step_seconds * 1000:.0f} ms){hint}")
+            log.info(f"warm-up cost {overhead:.1f} s, {share:.1%} of this run "
+                     f"({planned - self._first_step} steps at {step_seconds * 1000:.0f} ms){hint}")
 
     def _end_epoch(self, meter: "RateMeter") -> None:
         epoch_done = self.epoch
@@ -346,7 +350,7 @@ class Trainer:
             is_best = self.best_acc1 is None or self.last_eval.acc1 > self.best_acc1
             if is_best:
                 self.best_acc1 = self.last_eval.acc1
-            self.log.print(f"epoch {epoch_done}: {self.last_eval.line()}")
+            log.info(f"epoch {epoch_done}: {self.last_eval.line()}")
         self.log.metrics(record)
         self._checkpoint(best=is_best)
         self._last_save = time.monotonic()

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import click
 
+from hrnet_fast import log as logs
 from hrnet_fast.clickutil import UserErrorGroup
 from hrnet_fast.errors import UserError
 from hrnet_fast.shardformat.manifest import Manifest
 from pack.parallel import default_workers
 from pack.pipeline import DEFAULT_RESIZE, PackOptions, pack_imagenet, publish
 from pack.verify import verify_directory
+
+log = logs.get(__name__)
 
 SPLITS = ("train", "val")
 COLUMNS = ("files", "packed", "passed", "resized", "repaired", "rejected", "skipped")
@@ -68,13 +71,13 @@ def imagenet(src: Path | None, out: Path, splits: str, shard_size: int, resize: 
                           seed=seed, per_class_limit=per_class_limit, val_labels=val_labels,
                           val_synsets=val_synsets, synset_names=synset_names)
     run = pack_imagenet(options)
-    click.echo(summary_table(run.manifest, run.reused))
+    log.info(summary_table(run.manifest, run.reused))
     _list_rejected(run.manifest)
     problem = run.problem(strict)
     if problem:
         raise UserError(problem)
     publish(out, run.manifest)
-    click.echo(f"wrote {out / 'manifest.json'}")
+    log.info(f"wrote {out / 'manifest.json'}")
 
 
 @cli.command()
@@ -88,7 +91,7 @@ def verify(directory: Path, quick: bool, workers: int | None) -> None:
     """
     manifest = verify_directory(directory, workers or default_workers(), quick)
     parts = [f"{name} {len(s.shards)} shards {s.num_samples} samples" for name, s in manifest.splits.items()]
-    click.echo(f"OK {directory}: " + ", ".join(parts) + (" (not decoded: --quick)" if quick else ""))
+    log.info(f"OK {directory}: " + ", ".join(parts) + (" (not decoded: --quick)" if quick else ""))
 
 
 def summary_table(manifest: Manifest, reused: dict[str, int]) -> str:
@@ -104,9 +107,9 @@ def summary_table(manifest: Manifest, reused: dict[str, int]) -> str:
 def _list_rejected(manifest: Manifest) -> None:
     rejected = [record for records in manifest.rejected.values() for record in records]
     for record in rejected[:MAX_LISTED]:
-        click.echo(f"rejected {record['file']}: {record['reason']}", err=True)
+        log.warning(f"rejected {record['file']}: {record['reason']}")
     if len(rejected) > MAX_LISTED:
-        click.echo(f"... and {len(rejected) - MAX_LISTED} more (all in manifest.json 'rejected')", err=True)
+        log.warning(f"... and {len(rejected) - MAX_LISTED} more (all in manifest.json 'rejected')")
 
 
 def _parse_splits(text: str) -> list[str]:
@@ -117,4 +120,5 @@ def _parse_splits(text: str) -> list[str]:
 
 
 if __name__ == "__main__":
+    logs.configure()
     sys.exit(cli(prog_name="python -m pack"))

@@ -20,6 +20,14 @@ def run_cli(*args: str, check: bool = True, timeout: float = 300, env: dict | No
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def console_log():
+    """In-process commands and trainers speak through the logger as the CLI entry sets it up."""
+    from hrnet_fast import log
+
+    log.configure()
+
+
 def pytest_report_header() -> str:
     """Name the CPU kernel path the floats went through (`make test` runs the numerics twice)."""
     import torch

@@ -8,6 +8,10 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import click
 
+from hrnet_fast import log as logs
+
+log = logs.get(__name__)
+
 
 def endless(epoch_batches: Callable[[int], Iterable]) -> Iterator:
     """Epoch after epoch, so a long benchmark does not stop at an epoch's end."""
@@ -57,11 +61,11 @@ def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: O
     seconds = timed(stream, warmup, batches)
     rate = batches * batch_size / seconds
     stats = loader.stats
-    click.echo(f"{split} loader, {workers} workers, batch {batch_size}, {image_size}px: {rate:.1f} images/s "
-               f"({rate / max(workers, 1):.1f} per worker) over {batches} batches in {seconds:.2f} s; "
-               f"corrupt {stats.corrupt}, lost {stats.lost}, repeated {stats.repeated}")
+    log.info(f"{split} loader, {workers} workers, batch {batch_size}, {image_size}px: {rate:.1f} images/s "
+             f"({rate / max(workers, 1):.1f} per worker) over {batches} batches in {seconds:.2f} s; "
+             f"corrupt {stats.corrupt}, lost {stats.lost}, repeated {stats.repeated}")
     if as_json:
-        click.echo(json.dumps({"split": split, "workers": workers, "batch_size": batch_size,
-                               "image_size": image_size, "batches": batches, "seconds": round(seconds, 3),
-                               "images_per_s": round(rate, 2),
-                               "images_per_s_per_worker": round(rate / max(workers, 1), 2), **extra}))
+        log.info(json.dumps({"split": split, "workers": workers, "batch_size": batch_size,
+                             "image_size": image_size, "batches": batches, "seconds": round(seconds, 3),
+                             "images_per_s": round(rate, 2),
+                             "images_per_s_per_worker": round(rate / max(workers, 1), 2), **extra}))

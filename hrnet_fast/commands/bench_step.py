@@ -5,7 +5,10 @@ import json
 
 import click
 
+from hrnet_fast import log as logs
 from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
+
+log = logs.get(__name__)
 
 
 @click.command("step")
@@ -66,8 +69,8 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
         "warmup_seconds": round(warmup_seconds, 2), "peak_memory_mb": round(peak_mb, 1),
         "final_loss": round(float(loss), 4),
     }
-    click.echo(f"{model} {prec.name} batch {batch_size} @ {image_size}px on {result['device']}: "
-               f"{result['images_per_s']:.1f} img/s (peak {result['peak_memory_mb']} MB, "
-               f"warm-up {result['warmup_seconds']} s)")
+    log.info(f"{model} {prec.name} batch {batch_size} @ {image_size}px on {result['device']}: "
+             f"{result['images_per_s']:.1f} img/s (peak {result['peak_memory_mb']} MB, "
+             f"warm-up {result['warmup_seconds']} s)")
     if as_json:
-        click.echo(json.dumps(result))
+        log.info(json.dumps(result))

@@ -9,7 +9,10 @@ from typing import Optional
 
 import click
 
+from hrnet_fast import log as logs
 from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, PRECISION_CHOICES
+
+log = logs.get(__name__)
 
 
 @click.command("eval")
@@ -67,13 +70,13 @@ def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional
         return
     if save_predictions:
         write_predictions(Path(save_predictions), result.predictions)
-    click.echo(f"{loaded.name} on {dev.describe()} × {world.size}: {result.images_per_s:.1f} images/s "
-               f"({result.seconds:.1f} s)")
-    click.echo(result.line())
+    log.info(f"{loaded.name} on {dev.describe()} × {world.size}: {result.images_per_s:.1f} images/s "
+             f"({result.seconds:.1f} s)")
+    log.info(result.line())
     if as_json:
-        click.echo(json.dumps({"acc1": round(result.acc1, 4), "acc5": round(result.acc5, 4),
-                               "images": result.images, "seconds": round(result.seconds, 3),
-                               "images_per_s": round(result.images_per_s, 2), "model": loaded.name}))
+        log.info(json.dumps({"acc1": round(result.acc1, 4), "acc5": round(result.acc5, 4),
+                             "images": result.images, "seconds": round(result.seconds, 3),
+                             "images_per_s": round(result.images_per_s, 2), "model": loaded.name}))
 
 
 def write_predictions(path: Path, predictions: list[tuple[str, int, list[int]]]) -> None:

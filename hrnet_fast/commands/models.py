@@ -5,6 +5,10 @@ import json
 
 import click
 
+from hrnet_fast import log as logs
+
+log = logs.get(__name__)
+
 _PAPER_UNIT = 2**30  # the HRNet paper's "GFLOPs" are multiply-adds in units of 2^30
 
 
@@ -35,12 +39,12 @@ def models(as_json: bool, image_size: int, align_channels: str | None) -> None:
             row["aligned_branch_channels"] = list(aligned_config(get_config(name), align).branch_channels)
         rows.append(row)
     if as_json:
-        click.echo(json.dumps({"image_size": image_size, "align_channels": align, "models": rows}))
+        log.info(json.dumps({"image_size": image_size, "align_channels": align, "models": rows}))
         return
     header = f"{'model':<20}{'params (M)':>12}{'GMACs':>9}{'GFLOPs':>9}{'GFLOPs(paper)':>15}"
     if align:
         header += f"  {'branch widths':<18}{f'aligned to {align}':<20}{'params (M)':>11}{'GMACs':>9}"
-    click.echo(header)
+    log.info(header)
     for row in rows:
         line = (f"{row['model']:<20}{row['params'] / 1e6:>12.1f}{row['macs'] / 1e9:>9.2f}"
                 f"{row['flops'] / 1e9:>9.2f}{row['macs'] / _PAPER_UNIT:>15.2f}")
@@ -48,8 +52,8 @@ def models(as_json: bool, image_size: int, align_channels: str | None) -> None:
             widths, aligned = ("/".join(map(str, row[k])) for k in ("branch_channels", "aligned_branch_channels"))
             line += (f"  {widths:<18}{aligned:<20}{row['aligned_params'] / 1e6:>11.1f}"
                      f"{row['aligned_macs'] / 1e9:>9.2f}")
-        click.echo(line)
-    click.echo(f"Compute for one {image_size}x{image_size} image. GMACs: multiply-adds / 1e9; "
-               "GFLOPs: 2 x GMACs (torch FlopCounterMode).")
-    click.echo("GFLOPs(paper): multiply-adds / 2^30, the unit of the HRNet paper's GFLOPs column "
-               "(HRNet-W18-C: 3.99 at 224).")
+        log.info(line)
+    log.info(f"Compute for one {image_size}x{image_size} image. GMACs: multiply-adds / 1e9; "
+             "GFLOPs: 2 x GMACs (torch FlopCounterMode).")
+    log.info("GFLOPs(paper): multiply-adds / 2^30, the unit of the HRNet paper's GFLOPs column "
+             "(HRNet-W18-C: 3.99 at 224).")

@@ -7,7 +7,10 @@ from typing import Optional
 
 import click
 
+from hrnet_fast import log as logs
 from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES
+
+log = logs.get(__name__)
 
 
 @click.command("predict")
@@ -47,7 +50,7 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
         try:
             pixels = decode_val_image(Path(path).read_bytes(), size, crop_ratio)
         except (OSError, ValueError, UserError) as exc:
-            click.echo(f"{path}: cannot read image ({exc})", err=True)
+            log.warning(f"{path}: cannot read image ({exc})")
             failed.append(path)
             continue
         x = normalize(torch.from_numpy(pixels).unsqueeze(0))
@@ -59,11 +62,11 @@ def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str],
             synset = classes[i] if i < len(classes) else str(i)
             rows.append({"index": i, "synset": synset, "name": names.get(synset, ""), "prob": round(p, 5)})
         if as_json:
-            click.echo(json.dumps({"image": path, "top": rows}))
+            log.info(json.dumps({"image": path, "top": rows}))
         else:
-            click.echo(path)
+            log.info(path)
             for rank, row in enumerate(rows, 1):
                 label = f"{row['synset']} {row['name']}".strip()
-                click.echo(f"  {rank}. {100 * row['prob']:6.2f}%  [{row['index']}] {label}")
+                log.info(f"  {rank}. {100 * row['prob']:6.2f}%  [{row['index']}] {label}")
     if failed:
         raise UserError(f"{len(failed)} of {len(images)} images could not be read (first: {failed[0]})")

@@ -6,7 +6,6 @@ damaged data is never a hang and never a silent shortfall.
 """
 from __future__ import annotations
 
-import logging
 import math
 from typing import Iterator
 
@@ -20,8 +19,6 @@ from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
 from hrnet_fast.data.workers import dataloader_options, sigterm_held
 from hrnet_fast.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def check_args(batch_size: int, image_size: int, rank: int, world_size: int, num_workers: int) -> None:
@@ -90,9 +87,6 @@ class TrainLoader:
         self.batches_per_epoch = first.batches_per_worker * self.readers
         self.dropped_per_epoch = first.dropped
         self.stats = Faults()
-        log.info("train: %d samples in %d shards, %d readers × %d ranks, %d batches of %d per rank per "
-                 "epoch, %d samples dropped per epoch", source.num_samples, len(source.urls), self.readers,
-                 world_size, self.batches_per_epoch, batch_size, self.dropped_per_epoch)
 
     def plan(self, epoch: int) -> TrainPlan:
         """The epoch's shard assignment for all ranks (identical on every rank)."""

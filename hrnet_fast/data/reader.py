@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import gzip
 import os
-import sys
 import tarfile
 import zlib
 from dataclasses import dataclass, field
 from typing import IO, Iterator, NamedTuple, Optional
 
+from hrnet_fast import log as logs
 from hrnet_fast.shardformat.samples import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, decode_label, group_samples
+
+log = logs.get(__name__)
 
 
 class RawSample(NamedTuple):
@@ -49,11 +51,6 @@ class Faults:
         self.corrupt = self.lost = self.repeated = 0
         self.bad_shards = []
         return delta
-
-
-def warn(message: str) -> None:
-    """Straight to stderr, whatever logging is configured in the worker process."""
-    print(f"hrnet-fast data: WARNING {message}", file=sys.stderr, flush=True)
 
 
 def open_url(url: str) -> IO[bytes]:
@@ -175,4 +172,4 @@ def read_shard(url: str, expected: int, faults: Faults, start: int = 0,
         delivered = max(min(position, stop) - start, 0)
         faults.lost += max(stop - start - delivered, 0)
         faults.bad_shards.append(os.path.basename(url))
-        warn(f"shard {url} unreadable after {position} samples ({exc}); skipped the rest of it")
+        log.warning(f"shard {url} unreadable after {position} samples ({exc}); skipped the rest of it")

@@ -20,10 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image, decode_val_image
 from hrnet_fast.data.plan import epoch_rng, skipped_batches
-from hrnet_fast.data.reader import Faults, RawSample, read_shard, warn
+from hrnet_fast.data.reader import Faults, RawSample, read_shard
 from hrnet_fast.data.source import ShardSource
+
+log = logs.get(__name__)
 
 T = TypeVar("T")
 
@@ -108,13 +111,13 @@ def decoded(sample: RawSample, decode: Callable[[bytes], np.ndarray], faults: Fa
     """
     if sample.label < 0 or (num_classes is not None and sample.label >= num_classes):
         faults.corrupt += 1
-        warn(f"sample {sample.key} has label {sample.label}, outside 0..{num_classes}; skipped")
+        log.warning(f"sample {sample.key} has label {sample.label}, outside 0..{num_classes}; skipped")
         return None
     try:
         return decode(sample.image)
     except Exception as exc:  # whatever the decoder raises, the sample is corrupt
         faults.corrupt += 1
-        warn(f"sample {sample.key} undecodable ({exc}); skipped")
+        log.warning(f"sample {sample.key} undecodable ({exc}); skipped")
         return None
 
 
@@ -219,7 +222,7 @@ class ValStream(IterableDataset):
             produced += 1
             yield WorkerBatch(fields, faults.take())
         if produced > self.batches:
-            warn(f"val reader {global_worker} had {produced} batches, {self.batches} planned: --num-samples "
+            log.warning(f"val reader {global_worker} had {produced} batches, {self.batches} planned: --num-samples "
                  "is below the shards' real count, so ranks may run unequal eval steps")
 
     def fill(self, samples: Iterator[RawSample], faults: Faults) -> tuple[tuple, int]:
