@@ -8,7 +8,7 @@ agree on, the manifest's class count) is passed into `resolve`, never patched in
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -54,7 +54,7 @@ class TrainConfig:
     max_bad_steps: int = 50
     sync_bn: bool = False
     compile: bool = False
-    align_channels: str = "auto"          # 8 | 16 | off | auto (8 on CUDA, 16 on NPU, off on CPU)
+    align_channels: str = "auto"          # one of ALIGN_CHOICES (auto: the device's DEFAULT_CHANNEL_ALIGN)
     graph: bool = False
     device: str = "auto"
     out: str = "runs/hrnet"
@@ -70,8 +70,12 @@ class TrainConfig:
         return asdict(self)
 
 
+ALIGN_CHOICES = ("8", "16", "off", "auto")
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
-LR_RULES = ("lr_per_128", "lr_per_device")  # recipe entries that set the lr rule, not a field
+DEFAULTS: dict[str, Any] = {f.name: f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+                            for f in fields(TrainConfig)}
+# recipe entries that set the lr rule (not fields), and what their number is per (for --help)
+LR_RULES = {"lr_per_128": "per 128 images", "lr_per_device": "per device"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,11 @@ RECIPES: dict[str, Recipe] = {
                      dict(epochs=100, batch_size=128, schedule="cosine", warmup_epochs=5, label_smoothing=0.1,
                           no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, lr_per_128=0.05)),
 }
+
+
+def recipe_defaults(setting: str) -> dict[str, Any]:
+    """The value `setting` takes under each recipe when no flag sets it (what `--help` shows)."""
+    return {name: recipe.values.get(setting, DEFAULTS[setting]) for name, recipe in RECIPES.items()}
 
 
 # Not taken from a resumed run or a --config file: where and how this process runs (or what
@@ -181,7 +190,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.workers >= 0, "--workers must be 0 or more"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
-        (cfg.align_channels in ("off", "8", "16", "auto"), "--align-channels must be 8, 16 or off"),
+        (cfg.align_channels in ALIGN_CHOICES, f"--align-channels must be one of {', '.join(ALIGN_CHOICES)}"),
         (not (cfg.graph and cfg.sync_bn and cfg.world_size > 1),
          "--graph and --sync-bn do not combine (SyncBatchNorm communicates inside the forward): drop one of them"),
     ]
