@@ -8,7 +8,7 @@ agree on, the manifest's class count) is passed into `resolve`, never patched in
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,8 +72,7 @@ class TrainConfig:
 
 ALIGN_CHOICES = ("8", "16", "off", "auto")
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
-DEFAULTS: dict[str, Any] = {f.name: f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-                            for f in fields(TrainConfig)}
+DEFAULTS: dict[str, Any] = TrainConfig().to_json()  # each field's value when neither recipe nor flag sets it
 # recipe entries that set the lr rule (not fields), and what their number is per (for --help)
 LR_RULES = {"lr_per_128": "per 128 images", "lr_per_device": "per device"}
 
