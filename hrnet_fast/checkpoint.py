@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes (temp file + fsync + rename) and `weights_only` loading.
+"""Checkpoints: their schema (built and checked here, nowhere else), atomic writes (temp file +
+fsync + rename) and `weights_only` loading.
 
 A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads with
 `torch.load(weights_only=True)`: the model's fp32 state dict (official key names and shapes),
@@ -7,6 +8,7 @@ optimizer, loss scaler, epoch/step/loader position, RNG states, config and class
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +20,62 @@ from hrnet_fast.errors import UserError
 
 LAST = "last.pt"
 BEST = "best.pt"
+FORMAT = "hrnet-fast-checkpoint"
+VERSION = 1  # raise when a key changes meaning or goes away; readers refuse newer versions
+
+# Every entry and the type it holds. Eval and predict read the ones in INFERENCE_KEYS when present
+# (official files have none of them; timm's have their own `version`, hence the format check
+# first); resuming needs all that RESUME_KEYS names.
+SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "format": str, "version": int, "model": dict, "model_name": str, "num_classes": int, "classes": list,
+    "class_names": dict, "image_size": int, "optimizer": dict, "precision": dict, "epoch": int,
+    "batch_in_epoch": int, "step": int, "best_acc1": (float, int, type(None)), "rng": dict, "config": dict,
+}
+INFERENCE_KEYS = ("model_name", "classes", "class_names", "image_size")
+RESUME_KEYS = ("model", "model_name", "optimizer", "precision", "epoch", "batch_in_epoch", "step", "rng", "config")
+
+
+def build(*, model: dict[str, torch.Tensor], model_name: str, num_classes: int, classes: Sequence[str],
+          class_names: Mapping[str, str], image_size: int, optimizer: dict[str, Any], precision: dict[str, Any],
+          epoch: int, batch_in_epoch: int, step: int, best_acc1: Optional[float], rng: dict[str, Any],
+          config: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict, from explicit parts: the one place that decides what a checkpoint
+    holds. `model` and `optimizer` must already be in official shapes (padding lives only in
+    memory), so files fit any --align-channels and official code."""
+    return {"format": FORMAT, "version": VERSION, "model": model, "model_name": model_name,
+            "num_classes": num_classes, "classes": list(classes), "class_names": dict(class_names),
+            "image_size": image_size, "optimizer": optimizer, "precision": precision, "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch, "step": step, "best_acc1": best_acc1, "rng": rng, "config": config}
+
+
+def validate(ckpt: Any, path: Path) -> dict[str, Any]:
+    """A checkpoint to resume from, checked: ours, readable by this version, every entry the
+    resume needs present and of its type. Returns it; a one-line UserError otherwise."""
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
+        raise UserError(f"{path} is a weights file, not a training checkpoint: use it with "
+                        "`hrnet-fast eval --ckpt` or start a fresh run")
+    check_entries(ckpt, path)
+    missing = [key for key in RESUME_KEYS if key not in ckpt]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}, so the run cannot continue from it: "
+                        "resume from another checkpoint or start a fresh run (new --out)")
+    return ckpt
+
+
+def check_entries(ckpt: Mapping[str, Any], path: Path, keys: Sequence[str] = tuple(SCHEMA)) -> None:
+    """The entries of `keys` that `ckpt` has are of their SCHEMA type, and a file of ours is no
+    newer than this code reads; a one-line UserError otherwise."""
+    if ckpt.get("format", FORMAT) != FORMAT:
+        raise UserError(f"{path} is a {ckpt['format']!r} file, not an hrnet-fast checkpoint: "
+                        "pass its weights alone (torch.save(model.state_dict())) with --model")
+    if ckpt.get("format") == FORMAT and isinstance(ckpt.get("version"), int) and ckpt["version"] > VERSION:
+        raise UserError(f"{path} is checkpoint version {ckpt['version']}, newer than this hrnet-fast "
+                        f"reads ({VERSION}): upgrade hrnet-fast")
+    wrong = [f"{key} is {type(ckpt[key]).__name__}" for key in keys
+             if key in ckpt and not isinstance(ckpt[key], SCHEMA[key])]
+    if wrong:
+        raise UserError(f"{path} is damaged or not written by hrnet-fast ({', '.join(wrong)}): "
+                        "use another checkpoint, or pass its weights alone with --model")
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
@@ -36,27 +94,21 @@ def _torch_load(path: Path, mmap: bool = False) -> Any:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Load one of our checkpoints (weights_only); a user-facing error if it is not one."""
+    """Load one of our checkpoints to resume from (weights_only), validated."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found")
-    ckpt = _torch_load(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
-        raise UserError(f"{path} is a weights file, not a training checkpoint: use it with "
-                        "`hrnet-fast eval --ckpt` or start a fresh run")
-    return ckpt
+    return validate(_torch_load(path), path)
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The run configuration stored in checkpoint `path`, without reading its tensors (mmap)."""
-    ckpt = _torch_load(path, mmap=True)
-    config = ckpt.get("config") if isinstance(ckpt, dict) else None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} is not a training checkpoint of hrnet-fast: start a fresh run (new --out)")
-    return config
+    """The run configuration stored in checkpoint `path`, without reading its tensors (mmap);
+    the checkpoint is validated here, so a bad one is refused before any set-up."""
+    return validate(_torch_load(path, mmap=True), path)["config"]
 
 
 def rng_state() -> dict[str, Any]:
+    """Python's, NumPy's and torch's CPU generator states as tensors and lists (weights_only-safe)."""
     np_state = np.random.get_state()
     return {
         "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
@@ -66,6 +118,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what rng_state() saved, so a resumed run draws the same numbers."""
     random.setstate((3, tuple(state["python"]), state["python_pos"]))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
     torch.set_rng_state(state["torch"])

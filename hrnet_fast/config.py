@@ -1,25 +1,29 @@
 """Training configuration: recipes, their resolution against flags, and the world size.
 
 A recipe fills every field; a flag the user gave overrides its recipe value; `resolve` returns
-the complete configuration that the run stores in `config.json`, so a run can be repeated.
+the complete, frozen configuration that the run stores in `config.json`, so a run can be repeated.
+What only the machine and the data know (the device's precision, the worker count the ranks
+agree on, the manifest's class count) is passed into `resolve`, never patched in afterwards.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.host import default_workers
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     shards: str = "./shards"
     num_samples: Optional[int] = None
     val_shards: Optional[str] = None
     val_num_samples: Optional[int] = None
     model: str = "hrnet_w18"
-    num_classes: Optional[int] = None     # None: from the manifest
+    num_classes: Optional[int] = None     # None: the manifest's class count
     recipe: str = "reference"
     epochs: int = 100
     batch_size: int = 128                 # per device
@@ -50,7 +54,7 @@ class TrainConfig:
     max_bad_steps: int = 50
     sync_bn: bool = False
     compile: bool = False
-    align_channels: str = "auto"          # 8 | 16 | off | auto (8 on CUDA, 16 on NPU, off on CPU)
+    align_channels: str = "auto"          # one of ALIGN_CHOICES (auto: the device's DEFAULT_CHANNEL_ALIGN)
     graph: bool = False
     device: str = "auto"
     out: str = "runs/hrnet"
@@ -62,24 +66,46 @@ class TrainConfig:
     base_lr: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
+        """The form `config.json` and checkpoints store, and `--config` / `--resume` read back."""
         return asdict(self)
 
 
-# The recipe's values; `lr_per_128` (reference, cosine) or `lr_per_device` (ascend) sets the lr rule.
-RECIPES: dict[str, dict[str, Any]] = {
-    # HRNet-Image-Classification: SGD nesterov 0.9, wd 1e-4, lr 0.05 at batch 128, ×0.1 at 30/60/90 of 100.
-    "reference": dict(epochs=100, batch_size=128, schedule="step", milestones=[30, 60, 90], gamma=0.1,
-                      weight_decay=1e-4, nesterov=True, lr_per_128=0.05),
-    # Ascend ModelZoo port: 256 per device, lr 0.1 × world size, O2 with static loss scale 128.
-    "ascend": dict(epochs=100, batch_size=256, schedule="step", milestones=[30, 60, 90], gamma=0.1,
-                   weight_decay=1e-4, nesterov=True, lr_per_device=0.1),
-    # Modern schedule: 5 warm-up epochs, cosine decay, label smoothing 0.1, no decay on BN and bias.
-    "cosine": dict(epochs=100, batch_size=128, schedule="cosine", warmup_epochs=5, label_smoothing=0.1,
-                   no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, lr_per_128=0.05),
+ALIGN_CHOICES = ("8", "16", "off", "auto")
+SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
+DEFAULTS: dict[str, Any] = TrainConfig().to_json()  # each field's value when neither recipe nor flag sets it
+# recipe entries that set the lr rule (not fields), and what their number is per (for --help)
+LR_RULES = {"lr_per_128": "per 128 images", "lr_per_device": "per device"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of field values. Its lr rule is `lr_per_128` (scaled by the global batch) or
+    `lr_per_device` (scaled by the world size); `about` is its line in `--help`."""
+
+    about: str
+    values: dict[str, Any]
+
+
+RECIPES: dict[str, Recipe] = {
+    "reference": Recipe("HRNet-Image-Classification (SGD nesterov, step decay)",
+                        dict(epochs=100, batch_size=128, schedule="step", milestones=[30, 60, 90], gamma=0.1,
+                             weight_decay=1e-4, nesterov=True, lr_per_128=0.05)),
+    "ascend": Recipe("the Ascend ModelZoo port (lr per device, scaled by the world size)",
+                     dict(epochs=100, batch_size=256, schedule="step", milestones=[30, 60, 90], gamma=0.1,
+                          weight_decay=1e-4, nesterov=True, lr_per_device=0.1)),
+    "cosine": Recipe("warm-up, cosine decay, label smoothing, no weight decay on BN and bias",
+                     dict(epochs=100, batch_size=128, schedule="cosine", warmup_epochs=5, label_smoothing=0.1,
+                          no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, lr_per_128=0.05)),
 }
 
 
-# Not taken from a resumed run: where and how this process runs, not what the run computes.
+def recipe_defaults(setting: str) -> dict[str, Any]:
+    """The value `setting` takes under each recipe when no flag sets it (what `--help` shows)."""
+    return {name: recipe.values.get(setting, DEFAULTS[setting]) for name, recipe in RECIPES.items()}
+
+
+# Not taken from a resumed run or a --config file: where and how this process runs (or what
+# follows from the world size), not what the run computes.
 RUN_LOCAL = ("out", "resume", "stop_step", "device", "compile", "graph", "tensorboard",
              "world_size", "global_batch", "base_lr")
 
@@ -90,43 +116,70 @@ def inherit(overrides: dict[str, Any], saved: dict[str, Any]) -> tuple[dict[str,
     position depends on --workers) without repeating every flag. Another --recipe brings its own
     values instead of the run's. Returns the merged overrides and the run's values that differ
     from what this command line alone would give (what the user should hear about)."""
-    known = {f.name for f in fields(TrainConfig)} - set(RUN_LOCAL)
+    known = set(SETTINGS) - set(RUN_LOCAL)
     if overrides.get("recipe") not in (None, saved.get("recipe")):  # a new recipe brings its own values
-        known -= {key for recipe in RECIPES.values() for key in recipe}
+        known -= {key for recipe in RECIPES.values() for key in recipe.values}
     taken = {k: v for k, v in saved.items() if k in known and overrides.get(k) is None and v is not None}
     alone = resolve(overrides, world_size=1).to_json()
     return {**overrides, **taken}, {k: v for k, v in taken.items() if alone.get(k) != v}
 
 
-def resolve(overrides: dict[str, Any], world_size: int) -> TrainConfig:
-    """Recipe values, then the user's flags (those not None), then derived fields."""
-    recipe_name = overrides.get("recipe") or "reference"
+def read_settings(path: Path) -> dict[str, Any]:
+    """`--config FILE`: the settings of a run's `config.json`, for `inherit` to fill the flags
+    left unset. Unknown keys are refused: a typo or a file from another tool must not be ignored."""
+    try:
+        settings = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--config {path}: cannot read it as JSON ({exc}): pass a run's config.json") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"--config {path} holds a {type(settings).__name__}, not settings: pass a run's config.json")
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise UserError(f"--config {path}: unknown setting(s) {', '.join(unknown)}: "
+                        "remove them (config.json as hrnet-fast train writes it has none)")
+    return settings
+
+
+def resolve(overrides: dict[str, Any], world_size: int, *, default_precision: Optional[str] = None,
+            workers: Optional[int] = None, num_classes: Optional[int] = None) -> TrainConfig:
+    """Recipe values, then the user's flags (those not None), then derived fields: the final,
+    frozen configuration. What the flags leave unset falls back on what the caller knows:
+    `default_precision` (the device's), `workers` (the count the ranks agreed on; None: this
+    host's default) and `num_classes` (the train manifest's class count)."""
+    recipe_name = overrides.get("recipe") or TrainConfig.recipe
     if recipe_name not in RECIPES:
         raise UserError(f"unknown recipe {recipe_name!r}: choose one of {', '.join(RECIPES)}")
-    recipe = dict(RECIPES[recipe_name])
-    lr_per_128 = recipe.pop("lr_per_128", None)
-    lr_per_device = recipe.pop("lr_per_device", None)
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(overrides) - known
+    recipe = {k: v for k, v in RECIPES[recipe_name].values.items() if k not in LR_RULES}
+    unknown = set(overrides) - set(SETTINGS)
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))}")
-    values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}, "recipe": recipe_name}
+    fallbacks = {"precision": default_precision, "workers": workers if workers is not None else default_workers(),
+                 "num_classes": num_classes}
+    values = {**recipe, **_given(fallbacks), **_given(overrides), "recipe": recipe_name}
+    global_batch = values.get("batch_size", TrainConfig.batch_size) * world_size
+    values.update(world_size=world_size, global_batch=global_batch,
+                  base_lr=base_lr(values.get("lr"), RECIPES[recipe_name], world_size, global_batch))
     cfg = TrainConfig(**values)
-    if cfg.workers is None:
-        cfg.workers = default_workers()
-    cfg.world_size = world_size
-    cfg.global_batch = cfg.batch_size * world_size
-    if cfg.lr is not None:
-        cfg.base_lr = cfg.lr
-    elif lr_per_device is not None:
-        cfg.base_lr = lr_per_device * world_size
-    else:
-        cfg.base_lr = lr_per_128 * cfg.global_batch / 128
     validate(cfg)
     return cfg
 
 
+def _given(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that are set: None means 'not given, fall back'."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def base_lr(lr: Optional[float], recipe: Recipe, world_size: int, global_batch: int) -> float:
+    """The peak lr: --lr as given, else the recipe's rule for this world size and global batch."""
+    if lr is not None:
+        return lr
+    if "lr_per_device" in recipe.values:
+        return recipe.values["lr_per_device"] * world_size
+    return recipe.values["lr_per_128"] * global_batch / 128
+
+
 def validate(cfg: TrainConfig) -> None:
+    """Refuse settings no run can use, with the flag to change, before anything starts."""
     checks = [
         (cfg.epochs >= 1, "--epochs must be at least 1"),
         (cfg.batch_size >= 1, "--batch-size must be at least 1"),
@@ -136,7 +189,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.workers >= 0, "--workers must be 0 or more"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
-        (cfg.align_channels in ("off", "8", "16", "auto"), "--align-channels must be 8, 16 or off"),
+        (cfg.align_channels in ALIGN_CHOICES, f"--align-channels must be one of {', '.join(ALIGN_CHOICES)}"),
         (not (cfg.graph and cfg.sync_bn and cfg.world_size > 1),
          "--graph and --sync-bn do not combine (SyncBatchNorm communicates inside the forward): drop one of them"),
     ]

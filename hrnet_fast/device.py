@@ -18,6 +18,11 @@ from hrnet_fast.errors import UserError
 from hrnet_fast.host import usable_cores
 
 KINDS = ("npu", "cuda", "cpu")
+# What each kind runs best with when not told (`--precision` unset, `--align-channels auto`):
+# O2 and Ascend's 16-channel C0 blocks on NPU, bf16 (amp before Ampere) and 8 for tensor cores on CUDA.
+DEFAULT_PRECISION = {"npu": "o2", "cuda": "bf16", "cpu": "fp32"}
+BF16_FALLBACK = "amp"
+DEFAULT_CHANNEL_ALIGN: dict[str, Optional[int]] = {"npu": 16, "cuda": 8, "cpu": None}
 
 
 class DeviceError(UserError):
@@ -233,15 +238,13 @@ class Device:
             return False
 
     def default_precision(self) -> str:
-        if self.kind == "npu":
-            return "o2"
-        if self.kind == "cuda":
-            return "bf16" if self.supports_bf16() else "amp"
-        return "fp32"
+        """This kind's DEFAULT_PRECISION; bf16 only where the device computes it natively."""
+        name = DEFAULT_PRECISION[self.kind]
+        return BF16_FALLBACK if name == "bf16" and not self.supports_bf16() else name
 
     def default_channel_align(self) -> Optional[int]:
         """Channel multiple the matrix units want: 8 for GPU tensor cores, 16 for Ascend C0 blocks."""
-        return {"npu": 16, "cuda": 8, "cpu": None}[self.kind]
+        return DEFAULT_CHANNEL_ALIGN[self.kind]
 
     def channel_align(self, setting: str) -> Optional[int]:
         """`--align-channels 8|16|off|auto` as a multiple (None: the official widths)."""

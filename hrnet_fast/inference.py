@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from torch import nn
 
+from hrnet_fast.checkpoint import INFERENCE_KEYS, check_entries
+from hrnet_fast.config import TrainConfig
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
 from hrnet_fast.models import create_model
@@ -22,13 +25,15 @@ class LoadedModel:
     precision: MixedPrecision
     classes: list[str] = field(default_factory=list)
     class_names: dict[str, str] = field(default_factory=dict)
-    image_size: int = 224
+    image_size: int = TrainConfig.image_size
 
 
 def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
                        precision: Optional[str] = None, align_channels: str = "auto") -> LoadedModel:
-    """Model name and classes from our checkpoints; `--model` for plain state dicts."""
+    """Model name and classes from our checkpoints (their entries checked against the schema);
+    `--model` for plain state dicts."""
     state, meta = read_state_dict(ckpt)
+    check_entries(meta, Path(ckpt), INFERENCE_KEYS)
     name = model_name or meta.get("model_name")
     if not name:
         raise UserError(f"{ckpt} is a plain state dict: pass --model (e.g. --model hrnet_w18)")
@@ -42,4 +47,4 @@ def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
     prec.cast_model(model)
     model.eval()
     return LoadedModel(model, name, prec, list(meta.get("classes") or []),
-                       dict(meta.get("class_names") or {}), int(meta.get("image_size") or 224))
+                       dict(meta.get("class_names") or {}), meta.get("image_size") or TrainConfig.image_size)

@@ -19,7 +19,8 @@ from torch import nn
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
 
-PRECISIONS = ("fp32", "amp", "bf16", "o2")
+PRECISIONS = {"fp32": "float32", "amp": "fp16 autocast", "bf16": "bf16 autocast",
+              "o2": "apex O2: fp16 model, fp32 BatchNorm and master weights"}  # name: what it is (--help)
 _AUTOCAST = {"fp32": None, "amp": torch.float16, "bf16": torch.bfloat16, "o2": None}
 
 

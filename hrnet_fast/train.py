@@ -18,7 +18,7 @@ from torch import nn
 from hrnet_fast import checkpoint, distributed
 from hrnet_fast import log as logs
 from hrnet_fast.config import TrainConfig, inherit, resolve
-from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, open_source
+from hrnet_fast.data import DevicePrefetcher, ShardSource, TrainLoader, ValLoader, open_source
 from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
@@ -94,7 +94,8 @@ class StopFlag:
 
 
 def train(overrides: dict[str, Any]) -> TrainSummary:
-    """Resolve the configuration, set up device and process group, run, and tear down."""
+    """Set up device and process group, resolve the configuration with what they and the train
+    shards tell (precision, agreed workers, class count), run, and tear down."""
     world = distributed.world_from_env()
     device = resolve_device(overrides.get("device") or "auto")
     resume_from = checkpoint.find_resume(overrides.get("resume"), Path(overrides.get("out") or TrainConfig.out))
@@ -103,32 +104,34 @@ def train(overrides: dict[str, Any]) -> TrainSummary:
         if kept and world.is_main:
             settings = ", ".join(f"{k}={v}" for k, v in kept.items())
             log.info(f"resuming {resume_from} with the run's settings (flags override): {settings}")
-    cfg = resolve(overrides, world.size)
     device.activate()
     distributed.init(device, world)
     try:
-        cfg.workers = distributed.agreed_workers(overrides.get("workers"), device)
-        return Trainer(cfg, device, world).run()
+        train_source = open_source(overrides.get("shards") or TrainConfig.shards, "train", overrides.get("num_samples"))
+        classes = train_source.classes
+        cfg = resolve(overrides, world.size, default_precision=device.default_precision(),
+                      workers=distributed.agreed_workers(overrides.get("workers"), device),
+                      num_classes=len(classes) if classes else None)
+        if cfg.num_classes is None:
+            raise UserError("shards given as a URL carry no class list: pass --num-classes")
+        return Trainer(cfg, device, world, train_source).run()
     finally:
         distributed.shutdown()
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: Device, world: distributed.World) -> None:
+    """One run of a resolved configuration; `cfg` is final and never changed here."""
+
+    def __init__(self, cfg: TrainConfig, device: Device, world: distributed.World, train_source: ShardSource) -> None:
         self.cfg, self.device, self.world = cfg, device, world
         self.run_dir = Path(cfg.out)
         self.log = RunLog(self.run_dir, world.is_main, cfg.tensorboard)
-        cfg.precision = cfg.precision or device.default_precision()
         device.share_cores_with_loader(cfg.workers)
         torch.manual_seed(cfg.seed)
 
-        self.train_source = open_source(cfg.shards, "train", cfg.num_samples)
+        self.train_source = train_source
         self.val_source = self._open_val()
-        self.classes = self.train_source.classes
-        num_classes = cfg.num_classes or (len(self.classes) if self.classes else None)
-        if num_classes is None:
-            raise UserError("shards given as a URL carry no class list: pass --num-classes")
-        cfg.num_classes = num_classes
+        self.classes = train_source.classes
 
         self.precision = MixedPrecision(cfg.precision, device, cfg.loss_scale)
         model, self.optimizer = build_model_and_optimizer(cfg, device, self.precision,
@@ -177,9 +180,9 @@ class Trainer:
         if path is None:
             return
         ckpt = checkpoint.load(path)
-        if ckpt.get("model_name") != self.cfg.model:
-            raise UserError(f"{path} was trained as {ckpt.get('model_name')}, not {self.cfg.model}: "
-                            f"pass --model {ckpt.get('model_name')} or a new --out")
+        if ckpt["model_name"] != self.cfg.model:
+            raise UserError(f"{path} was trained as {ckpt['model_name']}, not {self.cfg.model}: "
+                            f"pass --model {ckpt['model_name']} or a new --out")
         load_weights(self.raw_model, ckpt["model"])
         self.precision.sync_masters_from_model(pad_state_dict(ckpt["model"], self.raw_model), self.raw_model)
         saved_groups = [len(g["params"]) for g in ckpt["optimizer"]["param_groups"]]
@@ -190,28 +193,23 @@ class Trainer:
         self.optimizer.load_state_dict(pad_optimizer_state(ckpt["optimizer"], self.optimizer))
         self.precision.load_state_dict(ckpt["precision"])
         checkpoint.set_rng_state(ckpt["rng"])
-        self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
-        self.step, self.best_acc1 = int(ckpt["step"]), ckpt.get("best_acc1")
+        self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
+        self.step, self.best_acc1 = ckpt["step"], ckpt.get("best_acc1")
         log.info(f"resumed from {path}: epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.step}")
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, best: bool = False) -> None:
         if not self.world.is_main:
             return
-        state = {
-            "format": "hrnet-fast-checkpoint", "version": 1,
+        state = checkpoint.build(
             # official shapes whatever --align-channels: padding lives only in memory
-            "model": strip_state_dict(self.precision.master_state_dict(self.raw_model),
-                                      official_shapes(self.raw_model)),
-            "model_name": self.cfg.model, "num_classes": self.cfg.num_classes,
-            "classes": list(self.classes or []), "class_names": dict(self.train_source.class_names or {}),
-            "image_size": self.cfg.image_size,
-            "optimizer": strip_optimizer_state(self.optimizer.state_dict(), optimizer_official_shapes(
+            model=strip_state_dict(self.precision.master_state_dict(self.raw_model), official_shapes(self.raw_model)),
+            model_name=self.cfg.model, num_classes=self.cfg.num_classes, classes=self.classes or [],
+            class_names=self.train_source.class_names or {}, image_size=self.cfg.image_size,
+            optimizer=strip_optimizer_state(self.optimizer.state_dict(), optimizer_official_shapes(
                 self.optimizer, self.raw_model, self.precision.to_optimizer)),
-            "precision": self.precision.state_dict(),
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "best_acc1": self.best_acc1, "rng": checkpoint.rng_state(), "config": self.cfg.to_json(),
-        }
+            precision=self.precision.state_dict(), epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+            step=self.step, best_acc1=self.best_acc1, rng=checkpoint.rng_state(), config=self.cfg.to_json())
         folder = self.run_dir / "checkpoints"
         checkpoint.save_atomic(state, folder / checkpoint.LAST)
         if best:

@@ -1,10 +1,13 @@
 """Recipes resolve to complete configurations; flags override; the lr rule scales with the batch."""
+import dataclasses
+import json
 import math
 from pathlib import Path
 
 import pytest
 
-from hrnet_fast.config import inherit, resolve
+from conftest import run_cli
+from hrnet_fast.config import DEFAULTS, RECIPES, inherit, read_settings, resolve
 from hrnet_fast.errors import UserError
 from hrnet_fast.schedule import lr_at
 
@@ -89,3 +92,56 @@ def test_ranks_agree_on_the_least_default(tmp_path):
 
     mp.spawn(_agree, args=(f"file://{tmp_path / 'init'}", str(tmp_path)), nprocs=2)
     assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["5", "5"]
+
+
+def test_resolve_is_final_and_takes_what_the_machine_and_data_know():
+    cfg = resolve({"recipe": "cosine"}, world_size=2, default_precision="bf16", workers=3, num_classes=10)
+    assert (cfg.precision, cfg.workers, cfg.num_classes, cfg.global_batch) == ("bf16", 3, 10, 256)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.precision = "fp32"
+    given = resolve({"precision": "o2", "workers": 0, "num_classes": 5}, 1, default_precision="bf16", workers=3,
+                    num_classes=10)
+    assert (given.precision, given.workers, given.num_classes) == ("o2", 0, 5)  # flags win
+    derived = {"world_size", "global_batch", "base_lr"}
+    again = resolve({k: v for k, v in cfg.to_json().items() if k not in derived}, world_size=2)
+    assert again == cfg  # config.json's settings resolve to themselves: a run can be repeated
+
+
+def test_config_file_settings_are_checked(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**resolve({}, 1).to_json(), "epochz": 3}))
+    with pytest.raises(UserError, match="unknown setting.*epochz"):
+        read_settings(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(UserError, match="not settings"):
+        read_settings(path)
+    with pytest.raises(UserError, match="cannot read"):
+        read_settings(tmp_path / "missing.json")
+
+
+def test_config_file_is_the_base_and_flags_win(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(resolve({"recipe": "cosine", "batch_size": 4, "stop_step": 3, "out": "a"}, 1).to_json()))
+    cfg = resolve(inherit({"epochs": 7, "out": "b"}, read_settings(path))[0], 1)
+    assert (cfg.recipe, cfg.batch_size, cfg.label_smoothing, cfg.epochs) == ("cosine", 4, 0.1, 7)
+    assert cfg.out == "b" and cfg.stop_step is None  # run-local settings stay this command line's
+
+
+def test_train_help_is_rendered_from_the_tables():
+    from hrnet_fast.models import MODEL_NAMES
+    from hrnet_fast.precision import PRECISIONS
+
+    text = " ".join(run_cli("-m", "hrnet_fast", "train", "--help").stdout.split())
+    assert all(name in text for name in [*RECIPES, *MODEL_NAMES, *PRECISIONS])
+    batches = ", ".join(f"{name} {recipe.values['batch_size']}" for name, recipe in RECIPES.items())
+    assert f"Per-device batch [recipe: {batches}]" in text
+    assert f"SGD momentum [{DEFAULTS['momentum']:g}]" in text and "--precise-bn" in text and "--config" in text
+    assert "ascend 0.1 per device" in text  # the lr rule, from the recipe
+
+
+def test_setting_help_shows_each_recipes_value_or_the_default():
+    from hrnet_fast.commands.options import setting_help
+
+    assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100]"
+    assert setting_help("Label smoothing", "label_smoothing") == "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1]"
+    assert setting_help("Flips", "hflip") == "Flips [on]" and setting_help("Seed", "seed") == "Seed [0]"

@@ -177,3 +177,22 @@ def test_channel_aligned_run_matches_the_official_widths(tiny_shards, tmp_path):
     reference.load_state_dict(aligned, strict=True)
     x = torch.randn(2, 3, 64, 64)  # timm upsamples by fixed factors: sizes divisible by 32 only
     assert torch.allclose(official.eval()(x), reference.eval()(x), atol=1e-5)
+
+
+def test_config_json_is_resolves_output_and_seeds_a_new_run(tiny_shards, tmp_path):
+    """The trainer changes nothing after resolve(): config.json is its output for the same flags and
+    facts. `--config` takes that file as the base; a flag given wins, run-local settings are this run's."""
+    from hrnet_fast.config import RUN_LOCAL, resolve
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    train(tiny_shards, first, "--recipe", "cosine", "--stop-step", "1")
+    flags = {"shards": str(tiny_shards), "out": str(first), "model": "hrnet_w18_small_v1", "image_size": 32,
+             "batch_size": 8, "workers": 1, "device": "cpu", "log_interval": 5, "shuffle_buffer": 64,
+             "recipe": "cosine", "stop_step": 1}
+    saved = json.loads((first / "config.json").read_text())
+    assert saved == resolve(flags, world_size=1, default_precision="fp32", num_classes=10).to_json()
+    run_cli("-m", "hrnet_fast", "train", "--config", str(first / "config.json"), "--out", str(second),
+            "--epochs", "7", "--stop-step", "2", "--device", "cpu")
+    again = json.loads((second / "config.json").read_text())
+    differ = {key for key in saved if saved[key] != again[key]}
+    assert again["epochs"] == 7 and differ - set(RUN_LOCAL) == {"epochs"}

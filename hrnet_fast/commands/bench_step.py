@@ -6,15 +6,17 @@ import json
 import click
 
 from hrnet_fast import log as logs
-from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES
+from hrnet_fast.commands.options import (ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES,
+                                         PRECISION_HELP)
+from hrnet_fast.config import TrainConfig
 
 log = logs.get(__name__)
 
 
 @click.command("step")
-@click.option("--model", default="hrnet_w18", show_default=True, help=MODEL_HELP)
+@click.option("--model", default=TrainConfig.model, show_default=True, help=MODEL_HELP)
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Per-device batch.")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--image-size", type=int, default=224, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True, help="Timed steps.")

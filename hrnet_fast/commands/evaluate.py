@@ -10,22 +10,24 @@ from typing import Optional
 import click
 
 from hrnet_fast import log as logs
-from hrnet_fast.commands.options import ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, PRECISION_CHOICES
+from hrnet_fast.commands.options import (ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, PRECISION_CHOICES, PRECISION_HELP,
+                                         WORKERS_HELP)
+from hrnet_fast.config import TrainConfig
 
 log = logs.get(__name__)
 
 
 @click.command("eval")
 @click.option("--ckpt", required=True, help="Our checkpoint (last.pt / best.pt) or an official / timm state dict.")
-@click.option("--shards", default="./shards", show_default=True, help="Shard directory or URL (with --num-samples).")
+@click.option("--shards", default=TrainConfig.shards, show_default=True, help="Shard directory or URL (with --num-samples).")
 @click.option("--num-samples", type=int, help="Samples in --shards when it is a URL.")
 @click.option("--model", help="Model name, needed for plain state dicts (ours carry it).")
 @click.option("--split", default="val", show_default=True)
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Per-device batch.")
-@click.option("--image-size", type=int, help="Center-crop size [the checkpoint's, else 224].")
+@click.option("--image-size", type=int, help=f"Center-crop size [the checkpoint's, else {TrainConfig.image_size}].")
 @click.option("--crop-ratio", type=float, default=0.875, show_default=True, help="Crop / resize (224/256).")
-@click.option("--workers", type=int, help="Loader worker processes per device [this rank's CPU cores - 1, at most 8].")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
+@click.option("--workers", type=int, help=WORKERS_HELP)
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--align-channels", type=click.Choice(ALIGN_CHOICES), default="auto", show_default=True,
               help=ALIGN_HELP)

@@ -8,7 +8,8 @@ from typing import Optional
 import click
 
 from hrnet_fast import log as logs
-from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES
+from hrnet_fast.commands.options import DEVICE_CHOICES, PRECISION_CHOICES, PRECISION_HELP
+from hrnet_fast.config import TrainConfig
 
 log = logs.get(__name__)
 
@@ -19,9 +20,9 @@ log = logs.get(__name__)
 @click.option("--topk", type=int, default=5, show_default=True)
 @click.option("--model", help="Model name, needed for plain state dicts.")
 @click.option("--shards", help="Shard directory whose manifest names the classes (plain state dicts).")
-@click.option("--image-size", type=int, help="Center-crop size [the checkpoint's, else 224].")
+@click.option("--image-size", type=int, help=f"Center-crop size [the checkpoint's, else {TrainConfig.image_size}].")
 @click.option("--crop-ratio", type=float, default=0.875, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help="[device default]")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image instead of text.")
 def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str], shards: Optional[str],
