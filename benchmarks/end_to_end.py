@@ -37,13 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from pack_vs_tar import make_tree  # noqa: E402
+
+from hrnet_fast.atomic import write_json_atomic  # noqa: E402
 from hrnet_fast.commands.options import DEVICE_CHOICES  # noqa: E402
 from hrnet_fast.data.loader import TRAIN_PREFETCH  # noqa: E402
 from hrnet_fast.device import resolve_device  # noqa: E402
 from hrnet_fast.host import default_workers  # noqa: E402
 from hrnet_fast.precision import PRECISIONS  # noqa: E402
-from hrnet_fast.atomic import write_json_atomic  # noqa: E402
-from pack_vs_tar import make_tree  # noqa: E402
 
 VAL_SHARE = 0.1  # make_tree puts every tenth file in val, which this benchmark does not pack
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

@@ -19,18 +19,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from imagegen import encode, photo_like  # noqa: E402
 
 from hrnet_fast.commands.bench_loader import endless, timed  # noqa: E402
 from hrnet_fast.data import TrainLoader, open_source  # noqa: E402
-from imagegen import encode, photo_like  # noqa: E402
 
 SIZES = ((500, 375), (500, 375), (500, 375), (375, 500), (500, 333))  # ImageNet-like mix
 

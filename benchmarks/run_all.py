@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "benchmarks"
@@ -151,7 +152,7 @@ def default_comparisons(accelerator: bool) -> list[str]:
     return [name for name in COMPARISONS if accelerator or name not in ACCELERATOR_ONLY]
 
 
-def run_one(name: str, comparison: Comparison, settings: Settings, timeout: Optional[float]) -> dict:
+def run_one(name: str, comparison: Comparison, settings: Settings, timeout: float | None) -> dict:
     """Run one script with --json; its result and rows, or the error. Output goes to OUT/logs/."""
     command = [sys.executable, str(HERE / comparison.script), *comparison.flags(settings), "--json"]
     print(f"== {name}: {' '.join(command)}", flush=True)

@@ -13,7 +13,8 @@ Peak memory is the device's max_memory_allocated during a contender's warm-up st
 first (cuDNN autotuning's scratch left out; with --graph this includes the capture, the last time
 activations are allocated: replays reuse the graph's private pool, which max_memory_allocated no
 longer sees) and its timed steps, less what the other contender keeps resident; on the CPU it is
-the process's peak RSS (Linux VmHWM, reset before each timed round; both models resident). Warm-up time counts from building the model to the end
+the process's peak RSS (Linux VmHWM, reset before each timed round; both models resident).
+Warm-up time counts from building the model to the end
 of the warm-up steps, so it includes torch.compile and cuDNN autotuning (timm runs first and fills
 cuDNN's cache for the shapes both share).
 """
@@ -25,8 +26,8 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ RESUME_KEYS = ("model", "model_name", "optimizer", "precision", "epoch", "batch_
 
 def build(*, model: dict[str, torch.Tensor], model_name: str, num_classes: int, classes: Sequence[str],
           class_names: Mapping[str, str], image_size: int, optimizer: dict[str, Any], precision: dict[str, Any],
-          epoch: int, batch_in_epoch: int, step: int, best_acc1: Optional[float], rng: dict[str, Any],
+          epoch: int, batch_in_epoch: int, step: int, best_acc1: float | None, rng: dict[str, Any],
           config: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict, from explicit parts: the one place that decides what a checkpoint
     holds. `model` and `optimizer` must already be in official shapes (padding lives only in
@@ -124,7 +124,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def find_resume(resume: Optional[str], run_dir: Path) -> Optional[Path]:
+def find_resume(resume: str | None, run_dir: Path) -> Path | None:
     """`auto`: the run's last.pt if present (else a fresh start); a path: that file, which must exist."""
     if resume is None:
         return None

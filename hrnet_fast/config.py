@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.host import default_workers
@@ -19,15 +19,15 @@ from hrnet_fast.host import default_workers
 @dataclass(frozen=True)
 class TrainConfig:
     shards: str = "./shards"
-    num_samples: Optional[int] = None
-    val_shards: Optional[str] = None
-    val_num_samples: Optional[int] = None
+    num_samples: int | None = None
+    val_shards: str | None = None
+    val_num_samples: int | None = None
     model: str = "hrnet_w18"
-    num_classes: Optional[int] = None     # None: the manifest's class count
+    num_classes: int | None = None     # None: the manifest's class count
     recipe: str = "reference"
     epochs: int = 100
     batch_size: int = 128                 # per device
-    lr: Optional[float] = None            # None: recipe's rule (scaled by the global batch)
+    lr: float | None = None            # None: recipe's rule (scaled by the global batch)
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
@@ -37,16 +37,16 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    precision: Optional[str] = None       # None: the device's default
-    loss_scale: Optional[float] = None    # None: dynamic
+    precision: str | None = None       # None: the device's default
+    loss_scale: float | None = None    # None: dynamic
     image_size: int = 224
     crop_scale_min: float = 0.08          # RandomResizedCrop's smallest area fraction
     hflip: bool = True
-    val_image_size: Optional[int] = None
-    workers: Optional[int] = None         # None: default_workers()
+    val_image_size: int | None = None
+    workers: int | None = None         # None: default_workers()
     shuffle_buffer: int = 4096
     seed: int = 0
-    stop_step: Optional[int] = None
+    stop_step: int | None = None
     log_interval: int = 20
     val_every: int = 1
     precise_bn: int = 0                   # batches to recompute BN statistics before validation (0: off)
@@ -58,7 +58,7 @@ class TrainConfig:
     graph: bool = False
     device: str = "auto"
     out: str = "runs/hrnet"
-    resume: Optional[str] = None
+    resume: str | None = None
     tensorboard: bool = False
     # filled by resolve()
     world_size: int = 1
@@ -140,8 +140,8 @@ def read_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
-def resolve(overrides: dict[str, Any], world_size: int, *, default_precision: Optional[str] = None,
-            workers: Optional[int] = None, num_classes: Optional[int] = None) -> TrainConfig:
+def resolve(overrides: dict[str, Any], world_size: int, *, default_precision: str | None = None,
+            workers: int | None = None, num_classes: int | None = None) -> TrainConfig:
     """Recipe values, then the user's flags (those not None), then derived fields: the final,
     frozen configuration. What the flags leave unset falls back on what the caller knows:
     `default_precision` (the device's), `workers` (the count the ranks agreed on; None: this
@@ -169,7 +169,7 @@ def _given(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def base_lr(lr: Optional[float], recipe: Recipe, world_size: int, global_batch: int) -> float:
+def base_lr(lr: float | None, recipe: Recipe, world_size: int, global_batch: int) -> float:
     """The peak lr: --lr as given, else the recipe's rule for this world size and global batch."""
     if lr is not None:
         return lr

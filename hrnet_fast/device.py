@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 import torch
 
@@ -22,14 +23,14 @@ KINDS = ("npu", "cuda", "cpu")
 # O2 and Ascend's 16-channel C0 blocks on NPU, bf16 (amp before Ampere) and 8 for tensor cores on CUDA.
 DEFAULT_PRECISION = {"npu": "o2", "cuda": "bf16", "cpu": "fp32"}
 BF16_FALLBACK = "amp"
-DEFAULT_CHANNEL_ALIGN: dict[str, Optional[int]] = {"npu": 16, "cuda": 8, "cpu": None}
+DEFAULT_CHANNEL_ALIGN: dict[str, int | None] = {"npu": 16, "cuda": 8, "cpu": None}
 
 
 class DeviceError(UserError):
     """A requested device or device feature this machine cannot provide; the message says what to do."""
 
 
-def import_torch_npu() -> Optional[Any]:
+def import_torch_npu() -> Any | None:
     """`torch_npu` if it imports (it registers `torch.npu`), else None. Never raises."""
     try:
         return importlib.import_module("torch_npu")
@@ -147,13 +148,13 @@ class Device:
         torch.set_num_threads(max(1, usable_cores() - loader_workers))
 
     # ---- streams ----------------------------------------------------------------------------
-    def new_stream(self) -> Optional[Any]:
+    def new_stream(self) -> Any | None:
         return None if self.kind == "cpu" else self._module().Stream(device=self.torch_device)
 
-    def stream_context(self, stream: Optional[Any]) -> contextlib.AbstractContextManager:
+    def stream_context(self, stream: Any | None) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext() if stream is None else self._module().stream(stream)
 
-    def wait_stream(self, stream: Optional[Any]) -> None:
+    def wait_stream(self, stream: Any | None) -> None:
         """Make the current stream wait for `stream` (no host sync)."""
         if stream is not None:
             self._module().current_stream(self.torch_device).wait_stream(stream)
@@ -164,7 +165,7 @@ class Device:
             tensor.record_stream(self._module().current_stream(self.torch_device))
 
     @contextlib.contextmanager
-    def side_stream(self, stream: Optional[Any]) -> Iterator[None]:
+    def side_stream(self, stream: Any | None) -> Iterator[None]:
         """Run the block on `stream` (from new_stream), ordered after and before the current one:
         what graph capture wants for its warm-up steps. On the CPU just run it."""
         if stream is None:
@@ -176,7 +177,7 @@ class Device:
         self.wait_stream(stream)
 
     # ---- compilation and graph capture ---------------------------------------------------------
-    def compile(self, model: torch.nn.Module, backend: Optional[str] = None) -> torch.nn.Module:
+    def compile(self, model: torch.nn.Module, backend: str | None = None) -> torch.nn.Module:
         """torch.compile for this device, static shapes (the loader's batches never change shape).
 
         Inductor on CUDA and the CPU (its compiled kernels are cached on disk, so a rerun compiles
@@ -191,7 +192,7 @@ class Device:
             backend = torchair.get_npu_backend()
         return torch.compile(model, backend=backend or "inductor", dynamic=False)
 
-    def graph_support(self) -> Optional[str]:
+    def graph_support(self) -> str | None:
         """None if this device can capture graphs, else why not (one line, says what to do)."""
         if self.kind == "cpu":
             return "graph capture needs a CUDA GPU or an Ascend NPU: drop --graph on the CPU"
@@ -242,17 +243,17 @@ class Device:
         name = DEFAULT_PRECISION[self.kind]
         return BF16_FALLBACK if name == "bf16" and not self.supports_bf16() else name
 
-    def default_channel_align(self) -> Optional[int]:
+    def default_channel_align(self) -> int | None:
         """Channel multiple the matrix units want: 8 for GPU tensor cores, 16 for Ascend C0 blocks."""
         return DEFAULT_CHANNEL_ALIGN[self.kind]
 
-    def channel_align(self, setting: str) -> Optional[int]:
+    def channel_align(self, setting: str) -> int | None:
         """`--align-channels 8|16|off|auto` as a multiple (None: the official widths)."""
         if setting == "auto":
             return self.default_channel_align()
         return None if setting == "off" else int(setting)
 
-    def autocast(self, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
+    def autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.kind, dtype=dtype)

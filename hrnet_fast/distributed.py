@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -100,7 +100,7 @@ def agree_on_least(value: int, device: Device) -> int:
     return int(tensor.item())
 
 
-def agreed_workers(given: Optional[int], device: Device) -> int:
+def agreed_workers(given: int | None, device: Device) -> int:
     """`given`, else the default loader worker count, the least over all ranks: each rank's
     default comes from its own CPUs, and their data plans must match."""
     return given if given is not None else agree_on_least(default_workers(), device)

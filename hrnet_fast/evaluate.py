@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -69,7 +69,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: Device, autocast,
     seconds = time.perf_counter() - start
     predictions = local_predictions
     if collect_predictions and dist.is_initialized():
-        gathered: list[Optional[list]] = [None] * dist.get_world_size()
+        gathered: list[list | None] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, local_predictions)
         predictions = sorted(p for part in gathered for p in (part or []))
     model.train(was_training)

@@ -17,7 +17,6 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Optional
 
 SYSFS_CPU = "/sys/devices/system/cpu"  # HRNET_SYSFS_CPU points elsewhere (tests)
 SHARE_ENV = "HRNET_CPUS_PER_RANK"      # the launcher's share, when the rank is bound to a slice
@@ -143,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.local_world_size < 1:

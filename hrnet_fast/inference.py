@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from torch import nn
 
@@ -28,8 +27,8 @@ class LoadedModel:
     image_size: int = TrainConfig.image_size
 
 
-def load_for_inference(ckpt: str, model_name: Optional[str], device: Device,
-                       precision: Optional[str] = None, align_channels: str = "auto") -> LoadedModel:
+def load_for_inference(ckpt: str, model_name: str | None, device: Device,
+                       precision: str | None = None, align_channels: str = "auto") -> LoadedModel:
     """Model name and classes from our checkpoints (their entries checked against the schema);
     `--model` for plain state dicts."""
     state, meta = read_state_dict(ckpt)

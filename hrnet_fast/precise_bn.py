@@ -10,7 +10,8 @@ chance (10 %), while the same weights with recomputed statistics scored 54 %.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
 
 import torch
 from torch import nn

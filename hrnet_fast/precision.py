@@ -11,7 +11,8 @@ on the device and read only when the caller asks, so a step never waits for the 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ def is_norm(module: nn.Module) -> bool:
 class MixedPrecision:
     """Owns the model's dtypes, the fp32 master weights (o2), the loss scaler and the skip count."""
 
-    def __init__(self, name: str, device: Device, loss_scale: Optional[float] = None) -> None:
+    def __init__(self, name: str, device: Device, loss_scale: float | None = None) -> None:
         if name not in PRECISIONS:
             raise UserError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
         if name == "bf16" and not device.supports_bf16():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hrnet_fast import log as logs
 from hrnet_fast.atomic import write_json_atomic
@@ -17,7 +17,7 @@ class RunLog:
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
-        self._tb: Optional[Any] = None
+        self._tb: Any | None = None
         if enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:

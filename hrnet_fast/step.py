@@ -9,7 +9,7 @@ the schedule needs nothing special.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -69,7 +69,7 @@ class GraphedStep:
 
     def __init__(self, model: nn.Module, criterion: nn.Module, precision: MixedPrecision,
                  optimizer: torch.optim.Optimizer, warmup: int = GRAPH_WARMUP_STEPS,
-                 reduce_gradients: Optional[Callable[[list[torch.Tensor]], None]] = None) -> None:
+                 reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None) -> None:
         reason = precision.device.graph_support()
         if reason:
             raise UserError(reason)
@@ -81,10 +81,10 @@ class GraphedStep:
         self._warmup_stream = self.device.new_stream()  # one stream: its cached blocks are reused
         self.reduce_gradients = reduce_gradients
         self.calls = 0
-        self._replay: Optional[Callable[[], None]] = None
-        self._x: Optional[torch.Tensor] = None
-        self._labels: Optional[torch.Tensor] = None
-        self._loss: Optional[torch.Tensor] = None
+        self._replay: Callable[[], None] | None = None
+        self._x: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
+        self._loss: torch.Tensor | None = None
         self._model_gradients: list[torch.Tensor] = []
         self._flat_gradients: list[torch.Tensor] = []
         self._gradient_addresses: list[int] = []
@@ -155,7 +155,7 @@ Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def make_step(model: nn.Module, criterion: nn.Module, precision: MixedPrecision,
               optimizer: torch.optim.Optimizer, graph: bool = False,
-              reduce_gradients: Optional[Callable[[list[torch.Tensor]], None]] = None) -> Step:
+              reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None) -> Step:
     """`step(x, labels) -> loss` as train, bench and the benchmarks run it: eager or captured
     (with `reduce_gradients` averaging gradients across processes when captured without DDP)."""
     if graph:

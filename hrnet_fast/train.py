@@ -10,7 +10,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +22,16 @@ from hrnet_fast.data import DevicePrefetcher, ShardSource, TrainLoader, ValLoade
 from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
-from hrnet_fast.models import (create_model, load_weights, official_shapes, optimizer_official_shapes,
-                               pad_optimizer_state, pad_state_dict, strip_optimizer_state, strip_state_dict)
+from hrnet_fast.models import (
+    create_model,
+    load_weights,
+    official_shapes,
+    optimizer_official_shapes,
+    pad_optimizer_state,
+    pad_state_dict,
+    strip_optimizer_state,
+    strip_state_dict,
+)
 from hrnet_fast.precise_bn import recompute_bn_stats
 from hrnet_fast.precision import MixedPrecision, param_groups
 from hrnet_fast.runlog import RunLog
@@ -38,8 +46,8 @@ class TrainSummary:
     fps: float
     steps: int
     epochs_done: int
-    best_acc1: Optional[float]
-    last_eval: Optional[EvalResult]
+    best_acc1: float | None
+    last_eval: EvalResult | None
     stopped_by_signal: bool
     run_dir: Path
 
@@ -77,7 +85,7 @@ class StopFlag:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -156,7 +164,7 @@ class Trainer:
             raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
                             "lower --batch-size or --workers")
         self.epoch, self.batch_in_epoch, self.step, self.best_acc1 = 0, 0, 0, None
-        self.last_eval: Optional[EvalResult] = None
+        self.last_eval: EvalResult | None = None
         self._last_save = time.monotonic()
         self._resume()
 
@@ -221,7 +229,8 @@ class Trainer:
         self.log.write_json("config.json", cfg.to_json())
         log.info(f"hrnet-fast train: {cfg.model} on {self.device.describe()} × {self.world.size}, "
                  f"precision {cfg.precision}, channels aligned to "
-                 f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
+                 f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, "
+                 f"global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
                  f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
                  f"samples/epoch for equal steps on every rank)")
         if self.epoch >= cfg.epochs:
@@ -250,7 +259,7 @@ class Trainer:
     def _stop_step_reached(self) -> bool:
         return self.cfg.stop_step is not None and self.step >= self.cfg.stop_step
 
-    def _train_epoch(self, meter: "RateMeter", stop: StopFlag) -> str:
+    def _train_epoch(self, meter: RateMeter, stop: StopFlag) -> str:
         """Train until the epoch ends ("epoch"), --stop-step ("stop_step") or a signal ("signal")."""
         cfg, steps = self.cfg, self.steps_per_epoch
         self.model.train()
@@ -299,7 +308,7 @@ class Trainer:
         flag = torch.tensor([1 if stop.requested else 0], device=self.device.torch_device)
         return bool(distributed.all_reduce_max(flag).item())
 
-    def _sync_point(self, meter: "RateMeter", loss_sum: torch.Tensor, n: int, lr: float, progress) -> None:
+    def _sync_point(self, meter: RateMeter, loss_sum: torch.Tensor, n: int, lr: float, progress) -> None:
         loss = float(loss_sum.item()) / max(n, 1)  # the only host sync, once per interval
         meter.end_interval(n)
         bad = int(self.precision.max_consecutive.item())
@@ -317,7 +326,7 @@ class Trainer:
             self._checkpoint()
             self._last_save = time.monotonic()
 
-    def _report_warmup(self, meter: "RateMeter") -> None:
+    def _report_warmup(self, meter: RateMeter) -> None:
         """Compilation and capture against the run length: what they cost, and what share of
         this run that is (from the second interval's steady step time)."""
         if meter.intervals == 1:
@@ -335,7 +344,7 @@ class Trainer:
             log.info(f"warm-up cost {overhead:.1f} s, {share:.1%} of this run "
                      f"({planned - self._first_step} steps at {step_seconds * 1000:.0f} ms){hint}")
 
-    def _end_epoch(self, meter: "RateMeter") -> None:
+    def _end_epoch(self, meter: RateMeter) -> None:
         epoch_done = self.epoch
         self.epoch += 1
         self.batch_in_epoch = 0

@@ -1,14 +1,15 @@
 """Read a JPEG's structure without decoding it.
 
 Why: most of ImageNet is baseline YCbCr JPEG that goes into the shards byte for byte, so the
-packer only needs to know (a) what kind of JPEG a file is and (b) that it is whole. Walking
-the marker segments costs microseconds, where decoding costs a millisecond (even at 1/8 scale,
-DCT scaling still Huffman-decodes everything). So the walk checks every segment length and the frame header up to the first scan, and then:
-if the file ends with EOI it is whole (inside entropy-coded data 0xFF is always followed by 0x00
-or a restart marker, so a cut-off file cannot end in FF D9); otherwise it scans on marker by
-marker, which accepts files with bytes after EOI and rejects truncated ones, which would
-otherwise decode half grey. Damage in the middle of a scan is not detected here (decoders do
-not fail on it either); `python -m pack verify` decodes every packed image afterwards.
+packer only needs to know (a) what kind of JPEG a file is and (b) that it is whole. Walking the
+marker segments costs microseconds, where decoding costs a millisecond (even at 1/8 scale, DCT
+scaling still Huffman-decodes everything). So the walk checks every segment length and the frame
+header up to the first scan, and then: if the file ends with EOI it is whole (inside entropy-coded
+data 0xFF is always followed by 0x00 or a restart marker, so a cut-off file cannot end in FF D9);
+otherwise it scans on marker by marker, which accepts files with bytes after EOI and rejects
+truncated ones, which would otherwise decode half grey. Damage in the middle of a scan is not
+detected here (decoders do not fail on it either); `python -m pack verify` decodes every packed
+image afterwards.
 """
 from __future__ import annotations
 

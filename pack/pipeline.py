@@ -30,8 +30,7 @@ from pack.images import PASSED, REJECTED, REPAIRED, RESIZED
 from pack.labels import read_synset_names
 from pack.parallel import run_jobs
 from pack.scan import Scan, scan_imagenet
-from pack.shards import (CONTENT_VERSION, ShardResult, ensure_shard, shard_plan, shard_tasks, sidecar_name,
-                         sync_files)
+from pack.shards import CONTENT_VERSION, ShardResult, ensure_shard, shard_plan, shard_tasks, sidecar_name, sync_files
 
 SHARD_NAME = re.compile(r"^(train|val)-(\d{6})\.tar$")
 TEMP_NAME = re.compile(r"^\.((train|val)-\d{6}\.tar\.tmp-\d+|.+\.json\..+\.tmp)$")

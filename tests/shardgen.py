@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 from imagegen import encode, photo_like
@@ -50,7 +50,7 @@ def write_split(directory: Path, split: str, labels: Sequence[int], shard_size: 
 def make_shards(directory: Path, train: int = 40, val: int = 0, shard_size: int = 10,
                 num_classes: int = 4, size: tuple[int, int] = (48, 40),
                 corrupt: Sequence[int] = (), bad_label: Sequence[int] = (),
-                val_shard_size: Optional[int] = None) -> Path:
+                val_shard_size: int | None = None) -> Path:
     """A complete shard directory with manifest; labels cycle over `num_classes`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

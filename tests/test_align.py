@@ -20,8 +20,8 @@ so every kind of width gets padded at a fraction of the cost. (hrnet_w18_small_v
 from __future__ import annotations
 
 import copy
-import io
 import dataclasses
+import io
 
 import pytest
 import timm

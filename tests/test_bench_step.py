@@ -86,6 +86,7 @@ def test_end_to_end_lists_its_shards_again_for_a_long_epoch(tiny_shards, tmp_pat
     import shutil
 
     from conftest import ROOT
+
     from hrnet_fast.data import open_source
 
     spec = importlib.util.spec_from_file_location("end_to_end", ROOT / "benchmarks" / "end_to_end.py")

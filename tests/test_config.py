@@ -5,8 +5,8 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from hrnet_fast.config import DEFAULTS, RECIPES, inherit, read_settings, resolve
 from hrnet_fast.errors import UserError
 from hrnet_fast.schedule import lr_at
@@ -143,5 +143,6 @@ def test_setting_help_shows_each_recipes_value_or_the_default():
     from hrnet_fast.commands.options import setting_help
 
     assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100]"
-    assert setting_help("Label smoothing", "label_smoothing") == "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1]"
+    expected = "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1]"
+    assert setting_help("Label smoothing", "label_smoothing") == expected
     assert setting_help("Flips", "hflip") == "Flips [on]" and setting_help("Seed", "seed") == "Seed [0]"

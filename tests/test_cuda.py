@@ -10,13 +10,13 @@ import json
 
 import pytest
 import torch
+from conftest import run_cli
+from test_step import _batches, _build
 from torch import nn
 
-from conftest import run_cli
 from hrnet_fast.data import DevicePrefetcher
 from hrnet_fast.device import Device
 from hrnet_fast.step import GraphedStep, train_step
-from test_step import _batches, _build
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import ROOT
+from imagegen import encode, photo_like
 from PIL import Image
+from shardgen import make_shards
 
 from hrnet_fast.data import DevicePrefetcher, TrainLoader, ValLoader, decode_val_image, open_source
 from hrnet_fast.data.decode import center_crop_box, decode_train_image, random_resized_crop_box
@@ -23,9 +26,6 @@ from hrnet_fast.data.plan import deal, skipped_batches, val_segments
 from hrnet_fast.data.reader import Faults, read_shard
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
-from conftest import ROOT
-from imagegen import encode, photo_like
-from shardgen import make_shards
 
 NUM_CLASSES = 4
 TRAIN = 115  # 12 shards of 10, the last one 5: unequal loads over 4 readers

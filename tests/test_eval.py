@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from hrnet_fast.models import create_model
 
 MODEL = "hrnet_w18_small_v1"

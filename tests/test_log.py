@@ -1,6 +1,5 @@
 """The one console channel: information on stdout, warnings on stderr, rank 0 speaks under torchrun."""
 import pytest
-
 from conftest import run_cli
 
 SPEAK = ("from hrnet_fast import log; log.configure(); say = log.get('hrnet_fast.demo'); "

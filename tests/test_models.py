@@ -116,7 +116,8 @@ def test_channels_last_matches_contiguous_and_stays_channels_last():
         model = model.to(memory_format=torch.channels_last)
         layouts = []
         hooks = [
-            m.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+            m.register_forward_pre_hook(
+                lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
             for m in model.modules() if isinstance(m, nn.Conv2d)
         ]
         got = model(x.contiguous(memory_format=torch.channels_last))

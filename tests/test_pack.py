@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import webdataset as wds
 from click.testing import CliRunner
+from imagegen import bad_inputs, encode, good_tree, photo_like, write
 from PIL import Image
 
 from hrnet_fast.errors import UserError
-from imagegen import bad_inputs, encode, good_tree, photo_like, write
 from pack.__main__ import cli
 from pack.jpeg import BrokenJpeg, sniff_jpeg
 from pack.scan import scan_imagenet

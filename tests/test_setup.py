@@ -3,8 +3,8 @@
 Tested on the mechanism, offline: a bare venv, fake distributions that own a `PIL/__init__.py`,
 and a hand-made `pillow-simd` wheel that pip installs from a local folder.
 """
-import hashlib
 import base64
+import hashlib
 import importlib.util
 import subprocess
 import sys

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
-from conftest import run_cli
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
 from hrnet_fast.models import HRNet, HRNetConfig
@@ -327,9 +327,8 @@ def _two_rank_trainer(rank: int, port: int, shards: str, out: str, graph: bool) 
     """One of two ranks of `hrnet-fast train` as torchrun would start it, with the stand-in graph."""
     import os
 
-    from hrnet_fast.train import train
-
     from hrnet_fast import train as trainer
+    from hrnet_fast.train import train
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")

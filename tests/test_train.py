@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, run_cli
 
 TINY = ["--model", "hrnet_w18_small_v1", "--image-size", "32", "--batch-size", "8", "--workers", "1",

@@ -101,7 +101,8 @@ def test_non_torch_files_are_refused(tmp_path, content):
     ({"model": {}, "extra": CustomRecord()}, "CustomRecord"),
 ])
 def test_files_that_need_code_to_load_are_refused(tmp_path, obj, culprit):
-    with pytest.raises(UserError, match=rf"not a plain weights file; it would run code when loaded \(it pickles .*{culprit}\)"):
+    refusal = rf"not a plain weights file; it would run code when loaded \(it pickles .*{culprit}\)"
+    with pytest.raises(UserError, match=refusal):
         read_state_dict(_saved(tmp_path, obj))
 
 
@@ -129,7 +130,8 @@ def test_wrong_class_count_says_how_many(small_state):
 def test_wrong_model_names_the_checkpoints_model(small_state):
     assert guess_model_name(small_state) == SMALL
     model = create_model("hrnet_w18_small_v2", num_classes=10)
-    with pytest.raises(UserError, match=rf"checkpoint looks like {SMALL}: wrong --model\? pass --model {SMALL} \(\d+ missing: "):
+    hint = rf"checkpoint looks like {SMALL}: wrong --model\? pass --model {SMALL} \(\d+ missing: "
+    with pytest.raises(UserError, match=hint):
         load_weights(model, small_state)
 
 

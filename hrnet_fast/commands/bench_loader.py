@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from typing import Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
 
 import click
 
@@ -42,12 +42,12 @@ def timed(batches: Iterator, warmup: int, count: int) -> float:
 @click.option("--image-size", type=int, default=224, show_default=True)
 @click.option("--shuffle-buffer", type=int, default=4096, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def bench_loader(shards: str, num_samples: Optional[int], split: str, workers: Optional[int], batch_size: int,
-                 batches: int, warmup: Optional[int], image_size: int, shuffle_buffer: int,
+def bench_loader(shards: str, num_samples: int | None, split: str, workers: int | None, batch_size: int,
+                 batches: int, warmup: int | None, image_size: int, shuffle_buffer: int,
                  as_json: bool) -> None:
     """Iterate the train (or val) loader and print images/s, in total and per worker."""
-    from hrnet_fast.host import default_workers
     from hrnet_fast.data import TrainLoader, ValLoader, open_source
+    from hrnet_fast.host import default_workers
 
     workers = default_workers() if workers is None else workers
     source = open_source(shards, split, num_samples)

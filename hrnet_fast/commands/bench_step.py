@@ -6,8 +6,14 @@ import json
 import click
 
 from hrnet_fast import log as logs
-from hrnet_fast.commands.options import (ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, MODEL_HELP, PRECISION_CHOICES,
-                                         PRECISION_HELP)
+from hrnet_fast.commands.options import (
+    ALIGN_CHOICES,
+    ALIGN_HELP,
+    DEVICE_CHOICES,
+    MODEL_HELP,
+    PRECISION_CHOICES,
+    PRECISION_HELP,
+)
 from hrnet_fast.config import TrainConfig
 
 log = logs.get(__name__)
@@ -39,8 +45,8 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     from hrnet_fast.config import resolve
     from hrnet_fast.device import resolve_device
     from hrnet_fast.precision import MixedPrecision
-    from hrnet_fast.timing import time_steps, warm_up_steps
     from hrnet_fast.step import GRAPH_WARMUP_STEPS, make_step
+    from hrnet_fast.timing import time_steps, warm_up_steps
     from hrnet_fast.train import build_model_and_optimizer
 
     dev = resolve_device(device)

@@ -5,13 +5,18 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Optional
 
 import click
 
 from hrnet_fast import log as logs
-from hrnet_fast.commands.options import (ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, PRECISION_CHOICES, PRECISION_HELP,
-                                         WORKERS_HELP)
+from hrnet_fast.commands.options import (
+    ALIGN_CHOICES,
+    ALIGN_HELP,
+    DEVICE_CHOICES,
+    PRECISION_CHOICES,
+    PRECISION_HELP,
+    WORKERS_HELP,
+)
 from hrnet_fast.config import TrainConfig
 
 log = logs.get(__name__)
@@ -33,10 +38,10 @@ log = logs.get(__name__)
               help=ALIGN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write key,label,top1,top5 CSV.")
-def evaluate(ckpt: str, shards: str, num_samples: Optional[int], model: Optional[str], split: str,
-             batch_size: int, image_size: Optional[int], crop_ratio: float, workers: Optional[int],
-             precision: Optional[str], device: str, align_channels: str, as_json: bool,
-             save_predictions: Optional[str]) -> None:
+def evaluate(ckpt: str, shards: str, num_samples: int | None, model: str | None, split: str,
+             batch_size: int, image_size: int | None, crop_ratio: float, workers: int | None,
+             precision: str | None, device: str, align_channels: str, as_json: bool,
+             save_predictions: str | None) -> None:
     """Evaluate a checkpoint; ends with `Acc@1 A Acc@5 B images N`. Runs under torchrun too."""
     from hrnet_fast import distributed
     from hrnet_fast.data import DevicePrefetcher, ValLoader, open_source

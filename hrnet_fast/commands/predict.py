@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import click
 
@@ -25,8 +24,8 @@ log = logs.get(__name__)
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image instead of text.")
-def predict(ckpt: str, images: tuple[str, ...], topk: int, model: Optional[str], shards: Optional[str],
-            image_size: Optional[int], crop_ratio: float, precision: Optional[str], device: str,
+def predict(ckpt: str, images: tuple[str, ...], topk: int, model: str | None, shards: str | None,
+            image_size: int | None, crop_ratio: float, precision: str | None, device: str,
             as_json: bool) -> None:
     """Print the top-k classes (index, synset, name, probability) for each IMAGE."""
     import torch

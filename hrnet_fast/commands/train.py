@@ -6,13 +6,21 @@ model zoo, PRECISIONS), never typed here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import click
 
-from hrnet_fast.commands.options import (ALIGN_CHOICES, ALIGN_HELP, DEVICE_CHOICES, LR_HELP, MODEL_HELP,
-                                         PRECISION_CHOICES, PRECISION_HELP, RECIPE_HELP, WORKERS_HELP,
-                                         setting_help)
+from hrnet_fast.commands.options import (
+    ALIGN_CHOICES,
+    ALIGN_HELP,
+    DEVICE_CHOICES,
+    LR_HELP,
+    MODEL_HELP,
+    PRECISION_CHOICES,
+    PRECISION_HELP,
+    RECIPE_HELP,
+    WORKERS_HELP,
+    setting_help,
+)
 from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 
 
@@ -64,7 +72,7 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--graph", is_flag=True, default=None,
               help="Replay forward + backward from a captured CUDA/NPU graph (no DDP: one all-reduce a step).")
 @click.option("--tensorboard", is_flag=True, default=None, help="Also log to RUN_DIR/tensorboard.")
-def train(config_file: Optional[Path], **flags) -> None:
+def train(config_file: Path | None, **flags) -> None:
     """Train an HRNet on packed shards: one process, or one per device under torchrun.
 
     Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/last.pt and best.pt, summary.json

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Optional, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -102,9 +102,9 @@ def dct_scale(box: Box, out_size: int) -> int:
 class EncodedImage:
     """Image bytes with the size read from the header and the pixels not decoded yet."""
 
-    def __init__(self, data: Union[bytes, Image.Image]) -> None:
-        self._data: Optional[bytes] = None
-        self._pil: Optional[Image.Image] = None
+    def __init__(self, data: bytes | Image.Image) -> None:
+        self._data: bytes | None = None
+        self._pil: Image.Image | None = None
         if isinstance(data, Image.Image):
             self._pil = data
         elif simplejpeg is not None and data[:2] == b"\xff\xd8":
@@ -158,7 +158,7 @@ def decode_train_image(data: bytes, image_size: int, rng: RandomSource,
     return img.crop_resized((left, top, left + w, top + h), image_size, flip)
 
 
-def decode_val_image(data: Union[bytes, Image.Image], image_size: int,
+def decode_val_image(data: bytes | Image.Image, image_size: int,
                      crop_ratio: float = 0.875) -> np.ndarray:
     """Resize(round(image_size / crop_ratio)) + CenterCrop(image_size), bilinear → uint8 HWC.
 

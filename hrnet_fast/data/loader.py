@@ -7,7 +7,7 @@ damaged data is never a hang and never a silent shortfall.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset

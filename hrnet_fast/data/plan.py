@@ -12,8 +12,8 @@ per-worker loads; every worker yields `min(loads) // batch_size` batches. The dr
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -7,7 +7,8 @@ device with streams the next batch's copy runs on a side stream while the curren
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ class DevicePrefetcher:
             ready, pending = pending, self._start(next(batches, None), stream)
             yield ready
 
-    def _start(self, batch: Optional[Sequence[Any]], stream: Optional[Any]) -> Optional[tuple]:
+    def _start(self, batch: Sequence[Any] | None, stream: Any | None) -> tuple | None:
         """Queue the copy and normalization of `batch` on `stream` (None: the current stream)."""
         if batch is None:
             return None

@@ -12,8 +12,9 @@ import gzip
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterator, NamedTuple, Optional
+from typing import IO, NamedTuple
 
 from hrnet_fast import log as logs
 from hrnet_fast.shardformat.samples import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, decode_label, group_samples
@@ -39,13 +40,13 @@ class Faults:
     def total(self) -> int:
         return self.corrupt + self.lost + self.repeated
 
-    def add(self, other: "Faults") -> None:
+    def add(self, other: Faults) -> None:
         self.corrupt += other.corrupt
         self.lost += other.lost
         self.repeated += other.repeated
         self.bad_shards.extend(other.bad_shards)
 
-    def take(self) -> "Faults":
+    def take(self) -> Faults:
         """The counts so far, resetting this object (for per-batch deltas)."""
         delta = Faults(self.corrupt, self.lost, self.repeated, self.bad_shards)
         self.corrupt = self.lost = self.repeated = 0
@@ -134,7 +135,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def to_sample(key: str, fields: dict[str, bytes]) -> Optional[RawSample]:
+def to_sample(key: str, fields: dict[str, bytes]) -> RawSample | None:
     """The sample, or None when its image or an integer label is missing."""
     image = next((fields[e] for e in IMAGE_EXTENSIONS if e in fields), None)
     label = next((fields[e] for e in LABEL_EXTENSIONS if e in fields), None)
@@ -147,7 +148,7 @@ def to_sample(key: str, fields: dict[str, bytes]) -> Optional[RawSample]:
 
 
 def read_shard(url: str, expected: int, faults: Faults, start: int = 0,
-               stop: Optional[int] = None) -> Iterator[RawSample]:
+               stop: int | None = None) -> Iterator[RawSample]:
     """Samples at positions [start, stop) of one shard; damage is warned about and counted.
 
     A position is a sample group in the tar, readable or not, so positions match the manifest's

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from braceexpand import braceexpand
 
@@ -26,7 +25,7 @@ class ShardSource:
     shard_sizes: list[int]
     split: str
     exact: bool
-    classes: Optional[list[str]] = None  # synsets in label order; None for foreign shards
+    classes: list[str] | None = None  # synsets in label order; None for foreign shards
     class_names: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -44,7 +43,7 @@ def is_url(shards: str) -> bool:
             or shards.endswith((".tar", ".tar.gz", ".tgz")))
 
 
-def open_source(shards: str, split: str = "train", num_samples: Optional[int] = None) -> ShardSource:
+def open_source(shards: str, split: str = "train", num_samples: int | None = None) -> ShardSource:
     """The shards of `split` in a packed directory, or the shards a URL / brace pattern names."""
     shards = str(shards)
     if is_url(shards):
@@ -65,7 +64,7 @@ def open_source(shards: str, split: str = "train", num_samples: Optional[int] = 
                        classes=list(manifest.classes), class_names=dict(manifest.class_names))
 
 
-def _from_url(url: str, split: str, num_samples: Optional[int]) -> ShardSource:
+def _from_url(url: str, split: str, num_samples: int | None) -> ShardSource:
     if num_samples is None:
         raise UserError(f"--shards {url} has no manifest: pass --num-samples N (the split's total "
                         "sample count), or pack the data with `python -m pack imagenet`")

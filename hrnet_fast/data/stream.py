@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import collections
 import itertools
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ class WorkerBatch(NamedTuple):
 
     fields: tuple
     faults: Faults
-    fatal: Optional[str] = None
+    fatal: str | None = None
 
 
 def worker_slot() -> tuple[int, int]:
@@ -104,7 +105,7 @@ def shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterato
 
 
 def decoded(sample: RawSample, decode: Callable[[bytes], np.ndarray], faults: Faults,
-            num_classes: Optional[int]) -> Optional[np.ndarray]:
+            num_classes: int | None) -> np.ndarray | None:
     """The decoded image, or None, counted as corrupt, for undecodable bytes or a bad label.
 
     A label outside the class range would crash the loss on the device, so it is caught here.
@@ -168,9 +169,9 @@ class TrainStream(IterableDataset):
                                       "samples left: check the shards with `python -m pack verify DIR`")
                     return
                 rng = draws.at(position)
-                pixels = decoded(sample, lambda data: decode_train_image(data, size, rng, self.crop_scale, hflip=self.hflip),
-                                 faults,
-                                 self.num_classes)
+                crop = lambda data, rng=rng: decode_train_image(data, size, rng, self.crop_scale,  # noqa: E731
+                                                                hflip=self.hflip)
+                pixels = decoded(sample, crop, faults, self.num_classes)
                 if pixels is None:
                     continue
                 images[len(keys)] = pixels

@@ -21,7 +21,8 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _POSIX = hasattr(os, "setpgid") and hasattr(signal, "pthread_sigmask")
 

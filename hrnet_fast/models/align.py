@@ -92,7 +92,7 @@ def official_shapes(model: nn.Module) -> dict[str, Shape]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def meta_shapes(config: HRNetConfig, num_classes: int = 1000) -> dict[str, Shape]:
     """State-dict shapes of HRNet(config, num_classes), cached (do not modify the result)."""
     with torch.device("meta"):  # shapes only: no memory, no init cost

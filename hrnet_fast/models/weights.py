@@ -40,7 +40,8 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, dict]:
             break
     if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         keys = ", ".join(map(str, list(content)[:5]))
-        raise UserError(f"{path} has no state dict (top-level keys: {keys}): expected tensors or a 'model' / 'state_dict' entry")
+        raise UserError(f"{path} has no state dict (top-level keys: {keys}): "
+                        "expected tensors or a 'model' / 'state_dict' entry")
     return strip_prefixes(state), meta
 
 
@@ -63,7 +64,8 @@ def _load(path: Path) -> object:
             ) from None
         reason = (str(exc).strip().splitlines() or [""])[0][:120]
         raise UserError(
-            f"{path} is not a PyTorch checkpoint or is damaged ({type(exc).__name__}: {reason}): pass a file written by torch.save"
+            f"{path} is not a PyTorch checkpoint or is damaged ({type(exc).__name__}: {reason}): "
+            "pass a file written by torch.save"
         ) from None
 
 
@@ -97,7 +99,8 @@ def load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor] | str | P
     return meta
 
 
-def _mismatch_message(model: nn.Module, expected: Mapping[str, tuple[int, ...]], state: StateDict, strict: bool) -> str | None:
+def _mismatch_message(model: nn.Module, expected: Mapping[str, tuple[int, ...]], state: StateDict,
+                      strict: bool) -> str | None:
     """Why `state` does not fit `model`, with the probable fix; None when it fits."""
     missing = [k for k in expected if k not in state and not k.endswith(_STEP_COUNTER)]
     unexpected = [k for k in state if k not in expected]
@@ -107,7 +110,8 @@ def _mismatch_message(model: nn.Module, expected: Mapping[str, tuple[int, ...]],
     arch = getattr(model, "arch", type(model).__name__)
     if set(mismatched) <= set(_CLASSIFIER_KEYS) and (not strict or not (missing or unexpected)):
         have, want = state[mismatched[0]].shape[0], expected[mismatched[0]][0]
-        return f"checkpoint has {have} classes, model has {want}: pass --num-classes {have} (or use the checkpoint's classes)"
+        return (f"checkpoint has {have} classes, model has {want}: "
+                f"pass --num-classes {have} (or use the checkpoint's classes)")
     details = "; ".join(part for part in (
         _examples("missing", missing),
         _examples("unexpected", unexpected),

@@ -58,7 +58,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Manifest":
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
         splits = {
             name: SplitInfo(num_samples=int(s["num_samples"]),
                             shards=[ShardInfo(**shard) for shard in s["shards"]])

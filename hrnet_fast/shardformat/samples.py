@@ -8,7 +8,7 @@ every sample can be traced back to its file.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 
 IMAGE_EXT = "jpg"
 LABEL_EXT = "cls"
@@ -46,7 +46,7 @@ def decode_label(data: bytes) -> int:
 
 def group_samples(members: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) for each run of consecutive (name, data) tar members sharing a key."""
-    key: Optional[str] = None
+    key: str | None = None
     fields: dict[str, bytes] = {}
     for name, data in members:
         member_key, ext = split_member(name)
