@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager as ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from torch import nn
 
 @torch.no_grad()
 def recompute_bn_stats(model: nn.Module, batches: Iterable, num_batches: int,
-                       autocast: Callable[[], ContextManager]) -> int:
+                       autocast: Callable[[], AbstractContextManager]) -> int:
     """Replace every BatchNorm's running mean and variance by their plain average over the first
     `num_batches` of `batches` ((x, ...) tuples), forwarding in train mode without gradients.
     Weights are untouched; returns how many batches were used."""
