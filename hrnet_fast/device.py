@@ -142,10 +142,13 @@ class Device:
     def share_cores_with_loader(self, loader_workers: int) -> None:
         """On the CPU the model's threads and the loader's worker processes share the cores; give
         the model what the workers leave. Oversubscribed OpenMP threads spin at barriers and can
-        make steps 10-40x slower. An explicit OMP_NUM_THREADS (torchrun sets 1) wins."""
-        if self.kind != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        make steps 10-40x slower. OMP_NUM_THREADS (launch/run.sh sets the rank's CPU share,
+        torchrun 1) caps the count, since it cannot know how many loader workers will run."""
+        if self.kind != "cpu":
             return
-        torch.set_num_threads(max(1, usable_cores() - loader_workers))
+        threads = max(1, usable_cores() - loader_workers)
+        cap = os.environ.get("OMP_NUM_THREADS", "")
+        torch.set_num_threads(min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads)
 
     # ---- streams ----------------------------------------------------------------------------
     def new_stream(self) -> Any | None:

@@ -210,3 +210,23 @@ def test_ddp_copies_gradients_back_on_npu(monkeypatch):
     for kind, as_view in (("npu", False), ("cuda", True), ("cpu", True)):
         wrap_ddp(torch.nn.Linear(2, 2), Device(kind))
         assert seen["gradient_as_bucket_view"] is as_view, kind
+
+
+@pytest.mark.parametrize("omp, cores, workers, threads", [
+    (None, 8, 3, 5),    # the model gets what the loader leaves
+    ("2", 2, 2, 1),     # run.sh's share (2) next to 2 workers on 2 cores: never oversubscribed
+    ("4", 16, 3, 4),    # a user's (or torchrun's) count caps it
+    (None, 2, 4, 1),    # at least one thread
+])
+def test_cpu_threads_leave_the_loaders_cores(monkeypatch, omp, cores, workers, threads):
+    from hrnet_fast import device as device_module
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr(device_module, "usable_cores", lambda: cores)
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    Device("cpu").share_cores_with_loader(workers)
+    assert chosen == [threads]
