@@ -54,7 +54,9 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
     warmup = 2 * max(workers, 1) if warmup is None else warmup
     if split == "train":
         loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
-        stream, extra = endless(loader.epoch_iter), {"dropped_per_epoch": loader.dropped_per_epoch}
+        log.info(loader.describe_plan())
+        stream = endless(loader.epoch_iter)
+        extra: dict[str, object] = {"plan": loader.plan_name, "dropped_per_epoch": loader.dropped_per_epoch}
     else:
         loader = ValLoader(source, batch_size, image_size, num_workers=workers)
         stream, extra = endless(lambda _: loader), {}

@@ -45,7 +45,7 @@ class Faults:
         self.corrupt += other.corrupt
         self.lost += other.lost
         self.repeated += other.repeated
-        self.bad_shards.extend(other.bad_shards)
+        self.bad_shards.extend(s for s in other.bad_shards if s not in self.bad_shards)  # several readers share one
 
     def take(self) -> Faults:
         """The counts so far, resetting this object (for per-batch deltas)."""

@@ -69,12 +69,13 @@ class Draws:
 
 
 class PositionDraws:
-    """`Draws` for a position in a worker's sample stream, keyed by (seed, epoch, worker, position)."""
+    """`Draws` for a position in a sample stream, keyed by (seed, epoch, *stream, position): the
+    stream is a global worker's (whole-shard plan) or the epoch's one sample sequence (sample ranges)."""
 
     BLOCK, PER_SAMPLE = 256, 24  # a crop uses at most 10 × 2 + 2 uniforms, the flip one more
 
-    def __init__(self, seed: int, epoch: int, global_worker: int) -> None:
-        self.key = (seed, epoch, global_worker, CROP_STREAM)
+    def __init__(self, seed: int, epoch: int, *stream: int) -> None:
+        self.key = (seed, epoch, *stream, CROP_STREAM)
         self.block, self.table = -1, np.empty(0)
 
     def at(self, position: int) -> Draws:

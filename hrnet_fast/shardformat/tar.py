@@ -69,9 +69,9 @@ def tar_members(stream: IO[bytes], *, offset: int = 0, stop: int | None = None,
             first = position
 
 
-def tar_files(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of each regular file in a tar stream, in order."""
-    for member in tar_members(stream):
+def tar_files(stream: IO[bytes], stop: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of each regular file in a tar stream (up to byte `stop`), in order."""
+    for member in tar_members(stream, stop=stop):
         yield member.name, member.data or b""
 
 
