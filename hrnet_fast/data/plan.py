@@ -93,8 +93,11 @@ BLOCK = 16
 request latency vanish next to decoding 256 images, even on network storage; and `pack`
 shuffles train samples globally before sharding, so 16 consecutive packed samples are already
 a random draw: blocks cost packed data no mixing. Class-sorted foreign shards are another
-matter (a block is then mostly one class): there the per-worker window shuffle, or a smaller
-block, restores mixing; benchmarks/shuffle_quality.py measures both."""
+matter (a block is then mostly one class): there the per-worker window shuffle restores most of
+the mixing. benchmarks/shuffle_quality.py (128k samples, 1000 classes, class-sorted shards of
+1250, batch 256, 8 workers) measures distinct classes per batch: random permutation 226, this
+block with a 16-batch window 156, without a window 19, the whole-shard plan with a 4096-sample
+buffer 69; on packed shards every variant gives 226."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +183,22 @@ def worker_windows(steps: int, skip: int, worker: int, workers: int, window: int
         if start + len(steps_in) > done:
             windows.append(Window(logical, k, steps_in, max(done - start, 0)))
     return windows
+
+
+WINDOW_STREAM = 2  # epoch_rng sub-stream of the window shuffle (the streams use 0 and 1)
+
+
+def window_pieces(plan: SamplePlan, window: Window, rank: int, world_size: int,
+                  batch_size: int) -> list[tuple[int, int, int]]:
+    """The (shard, start, stop) ranges of all the window's batches, in step order."""
+    return [piece for step in window.steps
+            for piece in pieces(plan, *step_span(step, rank, world_size, batch_size))]
+
+
+def window_order(seed: int, epoch: int, rank: int, window: Window, count: int) -> np.ndarray:
+    """How the window's `count` samples are shuffled among its batches: keyed by (seed, epoch,
+    rank, logical worker, window), so a resumed run shuffles as the full one did."""
+    return epoch_rng(seed, epoch, WINDOW_STREAM, rank, window.worker, window.index).permutation(count)
 
 
 def val_segments(sizes: Sequence[int], exact: bool, parts: int) -> list[list[tuple[int, int, int]]]:

@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset
 
 from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image
-from hrnet_fast.data.plan import SamplePlan, Window, epoch_rng, pieces, step_span, worker_windows
+from hrnet_fast.data.plan import SamplePlan, Window, step_span, window_order, window_pieces, worker_windows
 from hrnet_fast.data.reader import Faults, RawSample, to_sample
 from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import Draws, PositionDraws, WorkerBatch, decoded, worker_slot
@@ -33,7 +33,6 @@ from hrnet_fast.shardformat.tar import tar_files
 
 log = logs.get(__name__)
 
-WINDOW_STREAM = 2  # sub-stream id for epoch_rng (stream.py uses 0 and 1)
 SPARE = 4  # good samples a worker keeps to fill a batch that has none
 OPEN_SHARDS = 64  # file handles a worker keeps: 8 workers × 1024 shards would pass the usual fd limit
 
@@ -126,13 +125,11 @@ class RangeStream(IterableDataset):
         """The window's batches' samples in plan order, then shuffled among them (window > 1)."""
         src = self.source
         indexes = src.indexes or []
-        slots = [sample for step in window.steps
-                 for shard, start, stop in pieces(self.plan, *step_span(step, self.rank, self.world_size,
-                                                                        self.batch_size))
+        slots = [sample for shard, start, stop in window_pieces(self.plan, window, self.rank, self.world_size,
+                                                                self.batch_size)
                  for sample in read_piece(files, src.urls[shard], indexes[shard], start, stop, faults)]
         if self.window > 1:
-            order = epoch_rng(self.seed, self.epoch, WINDOW_STREAM, self.rank, window.worker, window.index)
-            slots = [slots[i] for i in order.permutation(len(slots))]
+            slots = [slots[i] for i in window_order(self.seed, self.epoch, self.rank, window, len(slots))]
         return slots
 
     def assemble(self, slots: list[RawSample | None], first: int, draws: PositionDraws, faults: Faults,

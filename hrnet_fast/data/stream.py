@@ -1,4 +1,5 @@
-"""What one DataLoader worker does: read its shards, shuffle compressed samples, decode, batch.
+"""What one DataLoader worker does under the whole-shard plan (shards without a sample index):
+read its shards, shuffle compressed samples, decode, batch; and the pieces both plans share.
 
 Batches are built inside the worker as uint8 NHWC tensors, so the main process and the device
 copy see one contiguous block per batch and no per-sample work. Every batch carries the worker's
