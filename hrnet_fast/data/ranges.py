@@ -43,6 +43,7 @@ class ShardFiles:
     def __init__(self, limit: int = OPEN_SHARDS) -> None:
         self.limit = limit
         self._fds: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.failed: set[str] = set()  # shards found damaged: warned about and reported once
 
     def read(self, path: str, offset: int, size: int) -> bytes:
         fd = self._fds.pop(path, None)
@@ -75,10 +76,10 @@ def read_piece(files: ShardFiles, url: str, index: TarIndex | None, start: int, 
             raise tarfile.HeaderError(f"{len(groups)} samples where its index has {count}")
     except (OSError, tarfile.TarError, EOFError) as exc:
         faults.lost += count
-        name = os.path.basename(url)
-        if name not in faults.bad_shards:
-            faults.bad_shards.append(name)
-            log.warning(f"shard {url} unreadable at samples {start}..{stop} ({exc}); skipped them")
+        if url not in files.failed:
+            files.failed.add(url)
+            faults.bad_shards.append(os.path.basename(url))
+            log.warning(f"shard {url} unreadable at samples {start}..{stop} ({exc}); skipped its unreadable parts")
         return [None] * count
     samples = [to_sample(key, fields) for key, fields in groups]
     faults.corrupt += samples.count(None)
