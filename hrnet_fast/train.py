@@ -232,7 +232,7 @@ class Trainer:
                  f"{self.device.channel_align(cfg.align_channels) or 'official widths'}, "
                  f"global batch {cfg.global_batch}, lr {cfg.base_lr:g}, "
                  f"{self.steps_per_epoch} steps/epoch (drops {self.loader.dropped_per_epoch} "
-                 f"samples/epoch for equal steps on every rank)")
+                 f"samples/epoch for equal steps on every rank); {self.loader.describe_plan()}")
         if self.epoch >= cfg.epochs:
             log.info(f"{self.run_dir} already finished its {cfg.epochs} epochs: raise --epochs to go on")
         meter = RateMeter(cfg.global_batch)

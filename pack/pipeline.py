@@ -25,7 +25,8 @@ from pathlib import Path
 import PIL
 
 from hrnet_fast.errors import UserError
-from hrnet_fast.shardformat.manifest import MANIFEST, TIMM_INFO, Manifest, SplitInfo, write_manifest
+from hrnet_fast.shardformat.index import index_name
+from hrnet_fast.shardformat.manifest import MANIFEST, TIMM_INFO, WIDS_SUFFIX, Manifest, SplitInfo, write_manifest
 from pack.images import PASSED, REJECTED, REPAIRED, RESIZED
 from pack.labels import read_synset_names
 from pack.parallel import run_jobs
@@ -33,7 +34,7 @@ from pack.scan import Scan, scan_imagenet
 from pack.shards import CONTENT_VERSION, ShardResult, ensure_shard, shard_plan, shard_tasks, sidecar_name, sync_files
 
 SHARD_NAME = re.compile(r"^(train|val)-(\d{6})\.tar$")
-TEMP_NAME = re.compile(r"^\.((train|val)-\d{6}\.tar\.tmp-\d+|.+\.json\..+\.tmp)$")
+TEMP_NAME = re.compile(r"^\.((train|val)-\d{6}\.tar\.tmp-\d+|.+\.(json|idx)\..+\.tmp)$")
 DEFAULT_RESIZE = 384  # why: see the module docstring
 
 
@@ -95,13 +96,15 @@ def pack_imagenet(options: PackOptions) -> PackRun:
 
 
 def publish(out: Path, manifest: Manifest) -> None:
-    """Make every shard durable, then write `_info.json` and `manifest.json` (last)."""
-    sync_files([out / shard.name for split in manifest.splits.values() for shard in split.shards])
+    """Make every shard and index durable, then write the metadata, `manifest.json` last."""
+    sync_files([out / name for split in manifest.splits.values() for shard in split.shards
+                for name in (shard.name, shard.index) if name])
     write_manifest(out, manifest)
 
 
 def _prepare_out(out: Path, shard_counts: dict[str, int]) -> None:
-    """Unpublish the old manifest, drop leftover temp files and shards the new plan lacks."""
+    """Unpublish the old manifest, drop leftover temp files and shards (with their index and
+    sidecar) the new plan lacks."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -111,10 +114,11 @@ def _prepare_out(out: Path, shard_counts: dict[str, int]) -> None:
     for entry in os.scandir(out):
         shard = SHARD_NAME.match(entry.name)
         stale = shard and shard[1] in shard_counts and int(shard[2]) >= shard_counts[shard[1]]
-        if TEMP_NAME.match(entry.name):
+        if TEMP_NAME.match(entry.name) or entry.name.endswith(WIDS_SUFFIX):
             os.unlink(entry.path)
         elif stale:
             os.unlink(entry.path)
+            (out / index_name(entry.name)).unlink(missing_ok=True)
             (out / sidecar_name(entry.name)).unlink(missing_ok=True)
 
 

@@ -6,15 +6,18 @@ next `shard_size` *input files*. A rejected file leaves its shard one sample sho
 shifting every later shard, so the plan never depends on outcomes and a resumed run can rebuild
 exactly the missing shards.
 
-A shard is written as `.train-000003.tar.tmp-PID` and renamed when complete; then its sidecar
-`.train-000003.json` records the plan fingerprint (settings + every input's path, key, label,
-size and mtime), the shard's size and sha256, and its repaired / rejected records. A later run
-reuses the shard only if the fingerprint matches and the file still has that size and sha256;
-otherwise it is rebuilt. Identical inputs give byte-identical shards (fixed tar metadata, plan
-order), so a resumed pack equals an uninterrupted one. Workers do not fsync (a blocked worker
-leaves its core idle, and the rename is already atomic against the process being killed); the
-parent fsyncs every shard once before publishing the manifest, and the sha256 check before
-reuse catches a shard torn by a power cut.
+A shard is written as `.train-000003.tar.tmp-PID` and renamed when complete; then its sample
+index `train-000003.idx` (the byte offset of every sample, recorded while writing: see
+hrnet_fast/shardformat/index.py), and last its sidecar `.train-000003.json`, which records the
+plan fingerprint (settings + every input's path, key, label, size and mtime), the shard's and
+the index's sha256, and its repaired / rejected records. A later run reuses the shard only if
+the fingerprint matches and the tar and its index still have those sizes and hashes; otherwise
+both are rebuilt, so an interrupted pack never leaves a stale index behind. Identical inputs
+give byte-identical shards and indexes (fixed tar metadata, plan order), so a resumed pack
+equals an uninterrupted one. Workers do not fsync (a blocked worker leaves its core idle, and
+the rename is already atomic against the process being killed); the parent fsyncs every shard
+and index once before publishing the manifest, and the sha256 checks before reuse catch a file
+torn by a power cut.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import PIL
 
+from hrnet_fast.shardformat.index import TarIndex, index_name
 from hrnet_fast.shardformat.manifest import ShardInfo
 from hrnet_fast.shardformat.samples import IMAGE_EXT, LABEL_EXT, encode_label, member_name
 from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, Outcome, prepare
@@ -102,7 +106,7 @@ def ensure_shard(task: ShardTask, progress: Progress) -> ShardResult:
         return result
     result = _build(task, progress)
     record = {k: v for k, v in asdict(result).items() if k != "reused"}
-    _write_sidecar(out / sidecar_name(task.name), {"fingerprint": fingerprint, **record})
+    _write_file(out / sidecar_name(task.name), json.dumps({"fingerprint": fingerprint, **record}, indent=1).encode())
     return result
 
 
@@ -132,9 +136,12 @@ def _reusable(tar: Path, sidecar: Path, fingerprint: str) -> ShardResult | None:
         record = json.loads(sidecar.read_text())
         if record["fingerprint"] != fingerprint or tar.stat().st_size != record["info"]["bytes"]:
             return None
-        result = ShardResult(info=ShardInfo(**record["info"]), counts=record["counts"],
+        result = ShardResult(info=ShardInfo.from_json(record["info"]), counts=record["counts"],
                              repaired=record["repaired"], rejected=record["rejected"], reused=True)
+        index = tar.with_name(index_name(tar.name)).read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if hashlib.sha256(index).hexdigest() != result.info.index_sha256:
         return None
     return result if sha256_file(tar) == result.info.sha256 else None
 
@@ -145,6 +152,7 @@ def _build(task: ShardTask, progress: Progress) -> ShardResult:
     tmp = out / f".{task.name}.tmp-{os.getpid()}"
     counts: Counter[str] = Counter({PASSED: 0, RESIZED: 0, REPAIRED: 0, REJECTED: 0})
     repaired, rejected = [], []
+    offsets: list[int] = []  # where each sample starts, then where the last one ends
     try:
         with open(tmp, "wb", buffering=1 << 20) as f:
             tar = TarWriter(f)
@@ -154,6 +162,7 @@ def _build(task: ShardTask, progress: Progress) -> ShardResult:
                 if outcome.jpeg is None:
                     rejected.append({"file": sample.path, "reason": outcome.reason})
                 else:
+                    offsets.append(tar.bytes)
                     tar.add(member_name(sample.key, LABEL_EXT), encode_label(sample.label))
                     tar.add(member_name(sample.key, IMAGE_EXT), outcome.jpeg)
                     if outcome.status == REPAIRED:
@@ -162,23 +171,27 @@ def _build(task: ShardTask, progress: Progress) -> ShardResult:
                     progress(PROGRESS_EVERY)
                 if n == len(task.samples) // 2:
                     _crash_hook()
+            offsets.append(tar.bytes)
             tar.close()
         os.replace(tmp, out / task.name)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    index = TarIndex(tar.bytes, np.asarray(offsets, np.int64)).to_bytes()
+    _write_file(out / index_name(task.name), index)
     progress(len(task.samples) % PROGRESS_EVERY)
     _built += 1
     packed = len(task.samples) - counts[REJECTED]
-    return ShardResult(ShardInfo(task.name, packed, tar.bytes, tar.sha256), dict(counts),
-                       repaired, rejected)
+    return ShardResult(ShardInfo(task.name, packed, tar.bytes, tar.sha256, index_name(task.name),
+                                 hashlib.sha256(index).hexdigest()), dict(counts), repaired, rejected)
 
 
-def _write_sidecar(path: Path, record: dict) -> None:
+def _write_file(path: Path, data: bytes) -> None:
     """Temp file + rename, without fsync: on ext4 an fsync here commits the journal and so waits
-    for the whole shard to reach the disk. A sidecar lost to a power cut only means a rebuild."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    for the whole shard to reach the disk. An index or sidecar lost to a power cut only means a
+    rebuild (the sidecar, written last, records the index's hash)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 

@@ -1,6 +1,7 @@
 """`python -m pack verify DIR`: prove a shard directory is exactly what the packer published.
 
-Per shard (in parallel): size and sha256 against the manifest, then the tar itself: every
+Per shard (in parallel): size and sha256 against the manifest, its sample index against the
+manifest's hash and against a scan of the tar's headers, then the tar itself: every
 sample is one `.jpg` + one `.cls`, labels are in range, the sample count matches, and (unless
 `--quick`) every image fully decodes as a baseline RGB JPEG. The pack itself only checks the
 JPEG structure of pass-through files (µs, where a decode costs ~1 ms); this is where every
@@ -8,6 +9,7 @@ image is decoded once. The first bad shard in manifest order is named in the err
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -18,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.shardformat.index import ShardIndexError, TarIndex, scan_file
 from hrnet_fast.shardformat.manifest import TIMM_INFO, Manifest, ShardInfo, read_manifest, timm_info
 from hrnet_fast.shardformat.samples import IMAGE_EXT, LABEL_EXT, decode_label, group_samples
 from pack.parallel import Progress, run_jobs
@@ -75,6 +78,9 @@ def _problem(check: ShardCheck, progress: Progress) -> str | None:
         return f"size is {size} bytes, the manifest says {info.bytes}"
     if sha256_file(path) != info.sha256:
         return "sha256 differs from the manifest (the file changed after packing)"
+    problem = _index_problem(path, info) if info.index else None
+    if problem:
+        return problem
     samples = 0
     with tarfile.open(path, mode="r:") as tar:
         for key, members in group_samples(_files(tar)):
@@ -87,6 +93,24 @@ def _problem(check: ShardCheck, progress: Progress) -> str | None:
             progress(1)
     if samples != info.num_samples:
         return f"{samples} samples, the manifest says {info.num_samples}"
+    return None
+
+
+def _index_problem(tar: Path, info: ShardInfo) -> str | None:
+    """What is wrong with the shard's sample index: missing, changed, unreadable, or not this tar's."""
+    name = info.index
+    try:
+        data = tar.with_name(str(name)).read_bytes()
+    except OSError as exc:
+        return f"sample index {name} unreadable ({exc.strerror or exc})"
+    if info.index_sha256 and hashlib.sha256(data).hexdigest() != info.index_sha256:
+        return f"sample index {name}: sha256 differs from the manifest (the file changed after packing)"
+    try:
+        index = TarIndex.from_bytes(data)
+    except ShardIndexError as exc:
+        return f"sample index {name} is invalid ({exc})"
+    if not index.matches(scan_file(tar)):
+        return f"sample index {name} does not match the samples in the tar"
     return None
 
 

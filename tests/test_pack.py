@@ -20,6 +20,7 @@ from imagegen import bad_inputs, encode, good_tree, photo_like, write
 from PIL import Image
 
 from hrnet_fast.errors import UserError
+from hrnet_fast.shardformat.index import read_index
 from pack.__main__ import cli
 from pack.jpeg import BrokenJpeg, sniff_jpeg
 from pack.scan import scan_imagenet
@@ -131,6 +132,62 @@ def test_tar_metadata_is_fixed(packed):
     assert [m.name.split(".")[1] for m in members[:2]] == ["cls", "jpg"]
 
 
+def tarfile_offsets(path: Path) -> list[int]:
+    """Each sample's first header offset, then the end of the last sample, as tarfile sees them."""
+    offsets, key, end = [], None, 0
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if member.name.split(".")[0] != key:
+                offsets.append(member.offset)
+                key = member.name.split(".")[0]
+            end = member.offset_data + member.size + (-member.size % 512)
+    return [*offsets, end]
+
+
+def test_every_shard_has_a_sample_index_matching_the_tar(packed):
+    manifest = json.loads((packed / "manifest.json").read_text())
+    for split in ("train", "val"):
+        shards = manifest["splits"][split]["shards"]
+        for shard in shards:
+            path = packed / shard["name"]
+            index = read_index(packed / shard["index"])
+            assert shard["index"] == path.with_suffix(".idx").name
+            assert shard["index_sha256"] == hashlib.sha256((packed / shard["index"]).read_bytes()).hexdigest()
+            assert index.tar_bytes == shard["bytes"] and index.num_samples == shard["num_samples"]
+            assert index.offsets.tolist() == tarfile_offsets(path)
+            data = path.read_bytes()  # each range is one sample: its own .cls and .jpg members
+            for start, stop in zip(index.offsets[:-1], index.offsets[1:]):
+                with tarfile.open(fileobj=io.BytesIO(data[start:stop] + bytes(1024))) as tar:
+                    assert sorted(m.name.split(".")[1] for m in tar) == ["cls", "jpg"]
+        wids = json.loads((packed / f"{split}.wids.json").read_text())
+        assert wids["__kind__"] == "wids-shard-index-v1" and wids["wids_version"] == 1
+        assert wids["shardlist"] == [{"url": s["name"], "nsamples": s["num_samples"], "filesize": s["bytes"]}
+                                     for s in shards]
+
+
+def test_verify_names_the_shard_of_a_damaged_index_and_pack_rebuilds_it(packed, source, tmp_path):
+    copy = shutil.copytree(packed, tmp_path / "copy")
+    index_path = copy / "train-000002.idx"
+    record = json.loads(index_path.read_text())
+    record["offsets"][1] += 512
+    index_path.write_text(json.dumps(record))
+    result = run("verify", copy, "--workers", "1", "--quick")
+    assert result.exit_code != 0 and "train-000002.tar" in result.output and "sha256" in result.output
+    manifest = json.loads((copy / "manifest.json").read_text())  # the manifest agrees: the scan catches it
+    manifest["splits"]["train"]["shards"][2]["index_sha256"] = hashlib.sha256(index_path.read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = run("verify", copy, "--workers", "1", "--quick")
+    assert result.exit_code != 0 and "train-000002.tar" in result.output
+    assert "does not match the samples" in result.output and "Traceback" not in result.output
+    (copy / "train-000001.idx").unlink()
+    result = run("verify", copy, "--workers", "1", "--quick")
+    assert result.exit_code != 0 and "train-000001.tar: sample index train-000001.idx unreadable" in result.output
+    result = pack(source, copy)  # the same command rebuilds both shards and their indexes
+    assert reused(result.stdout)["train"] == len(list(packed.glob("train-*.tar"))) - 2
+    assert {p.name: p.read_bytes() for p in copy.glob("*.idx")} == {p.name: p.read_bytes() for p in packed.glob("*.idx")}
+    assert run("verify", copy, "--workers", "1", "--quick").exit_code == 0
+
+
 def test_timm_reads_the_shards(packed):
     reader_wds = pytest.importorskip("timm.data.readers.reader_wds")
     reader = reader_wds.ReaderWds(str(packed), split="val", is_training=False)
@@ -163,7 +220,9 @@ def test_resume_after_kill_redoes_only_missing_shards(packed, source, tmp_path):
     assert shard_shas(tmp_path) == shard_shas(packed)
     for name in ("train-000000.tar", "train-000002.tar"):
         assert (tmp_path / name).stat().st_mtime_ns == done[name], f"{name} was rebuilt"
-    assert not list(tmp_path.glob(".*.tmp-*"))
+    assert not list(tmp_path.glob(".*.tmp-*")) and not list(tmp_path.glob(".*.tmp"))
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.idx")} == \
+        {p.name: p.read_bytes() for p in packed.glob("*.idx")}
     assert json.loads((tmp_path / "manifest.json").read_text())["rejected"] == \
         json.loads((packed / "manifest.json").read_text())["rejected"]
 
@@ -305,6 +364,7 @@ def test_new_plan_removes_stale_shards_and_out_inside_src_fails(source, tmp_path
     pack(source, tmp_path, "--splits", "val", "--shard-size", "4")
     assert sorted(p.name for p in tmp_path.glob("val-*.tar")) == ["val-000000.tar", "val-000001.tar"]
     assert sorted(p.name for p in tmp_path.glob(".val-*.json")) == [".val-000000.json", ".val-000001.json"]
+    assert sorted(p.name for p in tmp_path.glob("val-*.idx")) == ["val-000000.idx", "val-000001.idx"]
     result = run("imagenet", source, "--out", source / "train" / "shards", *ARGS)
     assert result.exit_code == 1 and "inside" in result.output
     assert not (source / "train" / "shards").exists()

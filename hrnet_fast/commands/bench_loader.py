@@ -40,7 +40,8 @@ def timed(batches: Iterator, warmup: int, count: int) -> float:
 @click.option("--batches", type=int, default=50, show_default=True, help="Timed batches.")
 @click.option("--warmup", type=int, help="Untimed batches first [2 per worker].")
 @click.option("--image-size", type=int, default=224, show_default=True)
-@click.option("--shuffle-buffer", type=int, default=4096, show_default=True)
+@click.option("--shuffle-buffer", type=int, default=4096, show_default=True,
+              help="Samples a worker shuffles together (as train's --shuffle-buffer).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def bench_loader(shards: str, num_samples: int | None, split: str, workers: int | None, batch_size: int,
                  batches: int, warmup: int | None, image_size: int, shuffle_buffer: int,
@@ -54,7 +55,9 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
     warmup = 2 * max(workers, 1) if warmup is None else warmup
     if split == "train":
         loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
-        stream, extra = endless(loader.epoch_iter), {"dropped_per_epoch": loader.dropped_per_epoch}
+        log.info(loader.describe_plan())
+        stream = endless(loader.epoch_iter)
+        extra: dict[str, object] = {"plan": loader.plan_name, "dropped_per_epoch": loader.dropped_per_epoch}
     else:
         loader = ValLoader(source, batch_size, image_size, num_workers=workers)
         stream, extra = endless(lambda _: loader), {}

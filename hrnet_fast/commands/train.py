@@ -52,8 +52,9 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--hflip/--no-hflip", default=None, help=setting_help("Random horizontal flips", "hflip"))
 @click.option("--val-image-size", type=int, help="Val crop size [--image-size].")
 @click.option("--workers", type=int, help=WORKERS_HELP)
-@click.option("--shuffle-buffer", type=int, help=setting_help("Samples in the shuffle buffer per worker",
-                                                               "shuffle_buffer"))
+@click.option("--shuffle-buffer", type=int, help=setting_help(
+    "Samples a worker shuffles together: a window of N // batch-size batches (indexed shards), else a buffer",
+    "shuffle_buffer"))
 @click.option("--out", help="Run directory [runs/MODEL].")
 @click.option("--resume", help="auto (continue --out's last.pt if any) or a checkpoint path; flags "
               "not given come from the run's saved config.")

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from hrnet_fast.data.decode import TRAIN_SCALE
-from hrnet_fast.data.plan import TrainPlan, train_plan, val_segments
+from hrnet_fast.data.plan import BLOCK, SamplePlan, TrainPlan, sample_plan, train_plan, val_segments
+from hrnet_fast.data.ranges import RangeStream
 from hrnet_fast.data.reader import Faults
 from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
@@ -66,45 +67,72 @@ def checked(batches: Iterator[WorkerBatch], stats: Faults, limit: float, what: s
 
 class TrainLoader:
     """Training batches for one rank: `epoch_iter(epoch)` yields exactly `batches_per_epoch` of
-    (images uint8 [B, S, S, 3], labels int64 [B]) — plus keys (list[str]) with `with_keys`."""
+    (images uint8 [B, S, S, 3], labels int64 [B]) — plus keys (list[str]) with `with_keys`.
+
+    Indexed shards get the sample-ranges plan, others the whole-shard plan (plan.py);
+    `plan_name` says which and `describe_plan()` how it shuffles. `shuffle_buffer` is the
+    samples a worker holds to shuffle: the whole-shard plan's buffer, or the sample-ranges
+    plan's window of shuffle_buffer // batch_size batches (1: no window shuffle)."""
 
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
                  pin_memory: bool | str = False, prefetch_factor: int = TRAIN_PREFETCH, max_bad_fraction: float = 0.01,
                  with_keys: bool = False, crop_scale: tuple[float, float] = TRAIN_SCALE,
-                 hflip: bool = True) -> None:
+                 hflip: bool = True, block: int = BLOCK) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise UserError(f"crop scale {crop_scale} must satisfy 0 < min <= max <= 1")
-        self.crop_scale, self.hflip = crop_scale, hflip
+        if block < 1:
+            raise UserError(f"block {block} must be at least 1 sample")
+        self.crop_scale, self.hflip, self.block = crop_scale, hflip, block
         self.source, self.batch_size, self.image_size = source, batch_size, image_size
         self.rank, self.world_size, self.num_workers, self.seed = rank, world_size, num_workers, seed
         self.shuffle_buffer, self.pin_memory, self.prefetch_factor = max(1, shuffle_buffer), pin_memory, prefetch_factor
+        self.window = max(1, shuffle_buffer // batch_size)
         self.max_bad_fraction, self.with_keys = max_bad_fraction, with_keys
         self.readers = max(num_workers, 1)  # num_workers=0: the main process is the one reader
+        self.plan_name = "sample-ranges" if source.indexed else "whole-shards"
         first = self.plan(0)
-        self.batches_per_worker = first.batches_per_worker
-        self.batches_per_epoch = first.batches_per_worker * self.readers
+        if isinstance(first, SamplePlan):
+            self.batches_per_epoch = first.steps
+        else:
+            self.batches_per_epoch = first.batches_per_worker * self.readers
         self.dropped_per_epoch = first.dropped
         self.stats = Faults()
 
-    def plan(self, epoch: int) -> TrainPlan:
-        """The epoch's shard assignment for all ranks (identical on every rank)."""
+    def plan(self, epoch: int) -> SamplePlan | TrainPlan:
+        """The epoch's plan for all ranks (identical on every rank)."""
+        if self.source.indexed:
+            return sample_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.batch_size,
+                               self.block)
         return train_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.readers,
                           self.batch_size)
+
+    def describe_plan(self) -> str:
+        """One line for the logs: which plan, and how it mixes samples."""
+        if self.source.indexed:
+            window = f"a window of {self.window} batches shuffled per worker" if self.window > 1 else "no window shuffle"
+            return f"plan sample-ranges: blocks of {self.block} samples permuted per epoch, {window}"
+        return (f"plan whole-shards (shards without a sample index): shards permuted per epoch, "
+                f"a shuffle buffer of {self.shuffle_buffer} samples per worker")
 
     def epoch_iter(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple]:
         """This rank's batches of `epoch` from batch `skip_batches` on (to resume mid-epoch).
 
-        Skipped batches are dropped as compressed samples, never decoded. `stats` restarts at
-        zero and holds the epoch's faults so far.
+        Skipped batches are never decoded. `stats` restarts at zero and holds the epoch's faults so far.
         """
         if not 0 <= skip_batches <= self.batches_per_epoch:
             raise UserError(f"cannot skip {skip_batches} batches of an epoch of {self.batches_per_epoch}")
         plan = self.plan(epoch)
-        stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
-                             self.batch_size, self.image_size, self.shuffle_buffer, skip_batches, self.with_keys,
-                             self.crop_scale, self.hflip)
+        stream: IterableDataset
+        if isinstance(plan, SamplePlan):
+            stream = RangeStream(self.source, plan, epoch, self.seed, self.rank, self.world_size, self.batch_size,
+                                 self.image_size, self.window, skip_batches, self.with_keys, self.crop_scale,
+                                 self.hflip)
+        else:
+            stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
+                                 self.batch_size, self.image_size, self.shuffle_buffer, skip_batches,
+                                 self.with_keys, self.crop_scale, self.hflip)
         self.stats = Faults()
         limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
         batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor)

@@ -1,4 +1,5 @@
-"""What one DataLoader worker does: read its shards, shuffle compressed samples, decode, batch.
+"""What one DataLoader worker does under the whole-shard plan (shards without a sample index):
+read its shards, shuffle compressed samples, decode, batch; and the pieces both plans share.
 
 Batches are built inside the worker as uint8 NHWC tensors, so the main process and the device
 copy see one contiguous block per batch and no per-sample work. Every batch carries the worker's
@@ -69,12 +70,13 @@ class Draws:
 
 
 class PositionDraws:
-    """`Draws` for a position in a worker's sample stream, keyed by (seed, epoch, worker, position)."""
+    """`Draws` for a position in a sample stream, keyed by (seed, epoch, *stream, position): the
+    stream is a global worker's (whole-shard plan) or the epoch's one sample sequence (sample ranges)."""
 
     BLOCK, PER_SAMPLE = 256, 24  # a crop uses at most 10 × 2 + 2 uniforms, the flip one more
 
-    def __init__(self, seed: int, epoch: int, global_worker: int) -> None:
-        self.key = (seed, epoch, global_worker, CROP_STREAM)
+    def __init__(self, seed: int, epoch: int, *stream: int) -> None:
+        self.key = (seed, epoch, *stream, CROP_STREAM)
         self.block, self.table = -1, np.empty(0)
 
     def at(self, position: int) -> Draws:

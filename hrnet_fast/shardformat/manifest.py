@@ -1,12 +1,15 @@
-"""The shard directory's metadata: `manifest.json` (ours) and `_info.json` (timm's wds schema).
+"""The shard directory's metadata: `manifest.json` (ours), `_info.json` (timm's wds schema) and
+`SPLIT.wids.json` (webdataset's `wids` shard list, so `wids.ShardListDataset` opens a split).
 
 Writes are atomic (temp file + fsync + rename), and `manifest.json` is written last, so a
-directory with a manifest is always complete.
+directory with a manifest is always complete. A shard's entry names its sample index
+(`index`, `index_sha256`: see index.py); both fields are optional, so manifests written before
+indexes existed still read (their readers build the index on first open).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ FORMAT = "hrnet-fast-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 TIMM_INFO = "_info.json"
+WIDS_SUFFIX = ".wids.json"
 
 
 class ManifestError(UserError):
@@ -29,6 +33,13 @@ class ShardInfo:
     num_samples: int
     bytes: int
     sha256: str
+    index: str | None = None  # the sample index file beside the shard (absent in older manifests)
+    index_sha256: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShardInfo:
+        """Known fields only: a later version may add some, as this one added `index`."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass
@@ -61,7 +72,7 @@ class Manifest:
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         splits = {
             name: SplitInfo(num_samples=int(s["num_samples"]),
-                            shards=[ShardInfo(**shard) for shard in s["shards"]])
+                            shards=[ShardInfo.from_json(shard) for shard in s["shards"]])
             for name, s in data["splits"].items()
         }
         fields = {k: data[k] for k in ("settings", "class_names", "rejected", "repaired", "skipped",
@@ -71,9 +82,12 @@ class Manifest:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    """Write `_info.json` then `manifest.json` (last: its presence means the directory is complete)."""
+    """Write `_info.json`, the wids lists, then `manifest.json` (last: its presence means the
+    directory is complete)."""
     directory = Path(directory)
     write_json_atomic(directory / TIMM_INFO, timm_info(manifest))
+    for name, split in manifest.splits.items():
+        write_json_atomic(directory / wids_name(name), wids_index(name, split))
     write_json_atomic(directory / MANIFEST, manifest.to_json())
 
 
@@ -112,3 +126,14 @@ def timm_info(manifest: Manifest) -> dict[str, Any]:
             "shard_lengths": [s.num_samples for s in split.shards],
         }
     return {"name": "imagenet", "num_classes": len(manifest.classes), "splits": splits}
+
+
+def wids_name(split: str) -> str:
+    return f"{split}{WIDS_SUFFIX}"
+
+
+def wids_index(name: str, split: SplitInfo) -> dict[str, Any]:
+    """webdataset's wids shard list (`wids.ShardListDataset("DIR/train.wids.json")`); urls are
+    relative, and wids resolves them against the file's own folder."""
+    return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": name,
+            "shardlist": [{"url": s.name, "nsamples": s.num_samples, "filesize": s.bytes} for s in split.shards]}
