@@ -52,12 +52,14 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
     workers = default_workers() if workers is None else workers
     source = open_source(shards, split, num_samples)
     warmup = 2 * max(workers, 1) if warmup is None else warmup
+    loader: TrainLoader | ValLoader
     if split == "train":
-        loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
-        stream, extra = endless(loader.epoch_iter), {"dropped_per_epoch": loader.dropped_per_epoch}
+        train_loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
+        loader, stream = train_loader, endless(train_loader.epoch_iter)
+        extra = {"dropped_per_epoch": train_loader.dropped_per_epoch}
     else:
-        loader = ValLoader(source, batch_size, image_size, num_workers=workers)
-        stream, extra = endless(lambda _: loader), {}
+        val_loader = ValLoader(source, batch_size, image_size, num_workers=workers)
+        loader, stream, extra = val_loader, endless(lambda _: val_loader), {}
     seconds = timed(stream, warmup, batches)
     rate = batches * batch_size / seconds
     stats = loader.stats
