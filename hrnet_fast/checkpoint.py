@@ -109,7 +109,9 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """Python's, NumPy's and torch's CPU generator states as tensors and lists (weights_only-safe)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # legacy=True, the default: numpy's stubs type the default as False
+    if not isinstance(np_state, tuple):  # a dict only for bit generators other than np.random's MT19937
+        raise TypeError(f"np.random's state is not MT19937's: {type(np_state).__name__}")
     return {
         "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
         "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
@@ -120,7 +122,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what rng_state() saved, so a resumed run draws the same numbers."""
     random.setstate((3, tuple(state["python"]), state["python_pos"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+    # no cached Gaussian (has_gauss 0, gauss 0.0): what set_state assumes for a 3-tuple, spelled out
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     torch.set_rng_state(state["torch"])
 
 

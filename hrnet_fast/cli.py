@@ -1,8 +1,6 @@
 """`hrnet-fast` command group. Subcommands are imported only when run, so `--help` stays instant."""
 from __future__ import annotations
 
-import sys
-
 import click
 
 from hrnet_fast import log
@@ -30,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.host import default_workers
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,16 @@ def resolve(overrides: dict[str, Any], world_size: int, *, default_precision: st
     return cfg
 
 
+def resolved(value: T | None, setting: str) -> T:
+    """`value`, a setting that may be None in a TrainConfig but not in one `resolve` made for a run:
+    `workers` always, `precision` and `num_classes` where the caller passed what they fall back on
+    (train() passes both and refuses a missing class count). None here is a programming error."""
+    if value is None:
+        raise ValueError(f"TrainConfig.{setting} is unset: build the configuration with resolve() and pass "
+                         f"what {setting} falls back on")
+    return value
+
+
 def _given(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that are set: None means 'not given, fall back'."""
     return {k: v for k, v in settings.items() if v is not None}
@@ -186,7 +198,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.image_size >= 32, "--image-size must be at least 32 (HRNet downsamples 32×)"),
         (cfg.base_lr > 0, "--lr must be positive"),
         (cfg.schedule in ("step", "cosine"), "schedule must be step or cosine"),
-        (cfg.workers >= 0, "--workers must be 0 or more"),
+        (resolved(cfg.workers, "workers") >= 0, "--workers must be 0 or more"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
         (cfg.align_channels in ALIGN_CHOICES, f"--align-channels must be one of {', '.join(ALIGN_CHOICES)}"),

@@ -11,7 +11,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -38,12 +38,18 @@ def import_torch_npu() -> Any | None:
         return None
 
 
+def torch_module(kind: str) -> Any:
+    """`torch.cuda`, or `torch.npu`, which torch_npu registers at import: torch's stubs know no
+    `torch.npu`, so device modules are looked up by name (AttributeError when absent)."""
+    return getattr(torch, kind)
+
+
 def npu_available() -> bool:
     npu = import_torch_npu()
     if npu is None:
         return False
     try:
-        return bool(torch.npu.is_available()) and torch.npu.device_count() > 0
+        return bool(torch_module("npu").is_available()) and torch_module("npu").device_count() > 0
     except Exception:
         return False
 
@@ -91,7 +97,8 @@ class Device:
     def pin_memory(self) -> bool | str:
         """The loaders' `pin_memory`: True pins for CUDA; on NPU the device type, which DataLoader
         needs there (without it, torch before 2.5 pins nothing when CUDA is absent)."""
-        return {"npu": "npu", "cuda": True, "cpu": False}[self.kind]
+        pin: dict[str, bool | str] = {"npu": "npu", "cuda": True, "cpu": False}
+        return pin[self.kind]
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -100,7 +107,7 @@ class Device:
         return torch.contiguous_format if self.kind == "npu" else torch.channels_last
 
     def _module(self) -> Any:
-        return getattr(torch, self.kind)
+        return torch_module(self.kind)
 
     def describe(self) -> str:
         if self.kind == "cpu":
@@ -123,18 +130,18 @@ class Device:
         else:  # Ascend: binary kernels instead of online compilation, HF32 for fp32 matmul/conv
             if self.binary_kernels():
                 with contextlib.suppress(Exception):
-                    torch.npu.set_compile_mode(jit_compile=False)
+                    torch_module("npu").set_compile_mode(jit_compile=False)
             with contextlib.suppress(Exception):
-                torch.npu.conv.allow_hf32 = True
+                torch_module("npu").conv.allow_hf32 = True
             with contextlib.suppress(Exception):
-                torch.npu.matmul.allow_hf32 = True
+                torch_module("npu").matmul.allow_hf32 = True
 
     def binary_kernels(self) -> bool:
         """Precompiled (aclnn) kernels instead of online compilation: the default and the fast
         path from the Atlas A2 (910B) on; the 910A's default stays online compilation, because
         not every aclnn kernel exists for it."""
         try:
-            name = str(torch.npu.get_device_name(self.index))
+            name = str(torch_module("npu").get_device_name(self.index))
         except Exception:
             return False
         return "910B" in name or "910_93" in name
@@ -193,7 +200,9 @@ class Device:
                 raise DeviceError("--compile on an NPU needs torchair (the torch_npu graph-mode "
                                   "package that matches your torch_npu): install it or drop --compile") from None
             backend = torchair.get_npu_backend()
-        return torch.compile(model, backend=backend or "inductor", dynamic=False)
+        # torch.compile of a Module returns an OptimizedModule, a Module; torch's stubs type the
+        # result as the plain callable it also accepts
+        return cast(torch.nn.Module, torch.compile(model, backend=backend or "inductor", dynamic=False))
 
     def graph_support(self) -> str | None:
         """None if this device can capture graphs, else why not (one line, says what to do)."""
@@ -326,6 +335,6 @@ def resolve_device(requested: str = "auto") -> Device:
     kind = detect_kind(requested)
     index = 0
     if kind != "cpu":
-        count = getattr(torch, kind).device_count()
+        count = torch_module(kind).device_count()
         index = local_rank() % max(count, 1)
     return Device(kind, index)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -37,7 +38,7 @@ def world_from_env() -> World:
 def init(device: Device, world: World, timeout_minutes: float = 30) -> None:
     """Join the process group over the device's backend (hccl / nccl / gloo) when there are peers."""
     if world.distributed and not dist.is_initialized():
-        kwargs = {"device_id": device.torch_device} if device.kind == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": device.torch_device} if device.kind == "cuda" else {}
         dist.init_process_group(device.dist_backend, timeout=timedelta(minutes=timeout_minutes), **kwargs)
 
 
@@ -50,7 +51,8 @@ def wrap_ddp(model: torch.nn.Module, device: Device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     params = inspect.signature(DistributedDataParallel.__init__).parameters
-    no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
+    # keyword arguments by name: which one this torch's DDP has decides
+    no_buffer_sync: dict[str, Any] = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
         "broadcast_buffers": False}
     ids = [device.index] if device.is_accelerator else None
     return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=device.kind != "npu",

@@ -4,13 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch import nn
-
 from hrnet_fast.checkpoint import INFERENCE_KEYS, check_entries
 from hrnet_fast.config import TrainConfig
 from hrnet_fast.device import Device
 from hrnet_fast.errors import UserError
-from hrnet_fast.models import create_model
+from hrnet_fast.models import HRNet, create_model
 from hrnet_fast.models.weights import load_weights, read_state_dict
 from hrnet_fast.precision import MixedPrecision
 
@@ -19,7 +17,7 @@ CLASSIFIER_WEIGHT = "classifier.weight"
 
 @dataclass
 class LoadedModel:
-    model: nn.Module
+    model: HRNet
     name: str
     precision: MixedPrecision
     classes: list[str] = field(default_factory=list)
@@ -42,7 +40,8 @@ def load_for_inference(ckpt: str, model_name: str | None, device: Device,
     model = create_model(name, num_classes=num_classes, align=device.channel_align(align_channels))
     load_weights(model, state)
     prec = MixedPrecision(precision or device.default_precision(), device)
-    model = model.to(device.torch_device, memory_format=device.memory_format)
+    # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts
+    model = model.to(device.torch_device, memory_format=device.memory_format)  # type: ignore[call-overload]
     prec.cast_model(model)
     model.eval()
     return LoadedModel(model, name, prec, list(meta.get("classes") or []),

@@ -103,13 +103,13 @@ class MixedPrecision:
         existing gradient tensors once there are some (fused optimizers hold on to those)."""
         self.scaler.scale(loss).backward()
         if self.name == "o2":
-            pairs = [(m, p) for m, p in zip(self.masters, self._model_params) if m is not p and p.grad is not None]
-            into = [(m.grad, p.grad) for m, p in pairs if m.grad is not None]
+            pairs = [(m, p, p.grad) for m, p in zip(self.masters, self._model_params) if m is not p and p.grad is not None]
+            into = [(m.grad, grad) for m, _, grad in pairs if m.grad is not None]
             if into:  # one fused launch, not one copy per parameter (about a thousand in W18)
-                torch._foreach_copy_([m for m, _ in into], [p for _, p in into])
-            for master, param in pairs:
+                torch._foreach_copy_([m for m, _ in into], [g for _, g in into])
+            for master, param, grad in pairs:
                 if master.grad is None:
-                    master.grad = param.grad.float()
+                    master.grad = grad.float()
                 param.grad = None
 
     def allocate_gradients(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -119,18 +119,23 @@ class MixedPrecision:
         processes is one all-reduce. Returns the model's gradients and those flat buffers."""
         optimized = list({id(t): t for t in self.masters}.values())
         flats = []
+        views: dict[int, torch.Tensor] = {}  # id(tensor): its gradient, a view into its dtype's flat buffer
         for dtype in dict.fromkeys(t.dtype for t in optimized):
             tensors = [t for t in optimized if t.dtype == dtype]
             flat = torch.zeros(sum(t.numel() for t in tensors), dtype=dtype, device=tensors[0].device)
             offset = 0
             for tensor in tensors:
-                tensor.grad = flat.as_strided(tensor.shape, tensor.stride(), offset)
+                tensor.grad = views[id(tensor)] = flat.as_strided(tensor.shape, tensor.stride(), offset)
                 offset += tensor.numel()
             flats.append(flat)
+        model_gradients = []
         for param, master in zip(self._model_params, self.masters):
-            if master is not param:  # o2's fp16 weights: gradients of their own, copied to the masters
-                param.grad = torch.zeros_like(param)
-        return [p.grad for p in self._model_params], flats
+            if master is param:
+                model_gradients.append(views[id(param)])
+            else:  # o2's fp16 weights: gradients of their own, copied to the masters
+                param.grad = grad = torch.zeros_like(param)
+                model_gradients.append(grad)
+        return model_gradients, flats
 
     def backward_in_place(self, loss: torch.Tensor, model_gradients: list[torch.Tensor]) -> None:
         """`backward` into the gradients `allocate_gradients` made, with no tensor (re)assigned:
@@ -138,7 +143,8 @@ class MixedPrecision:
         torch._foreach_zero_(model_gradients)
         self.scaler.scale(loss).backward()
         if self.name == "o2":
-            pairs = [(m.grad, p.grad) for m, p in zip(self.masters, self._model_params) if m is not p]
+            pairs = [(_allocated_grad(m), _allocated_grad(p)) for m, p in zip(self.masters, self._model_params)
+                     if m is not p]
             if pairs:
                 torch._foreach_copy_([m for m, _ in pairs], [p for _, p in pairs])
 
@@ -168,13 +174,22 @@ class MixedPrecision:
         self.skipped.fill_(int(state.get("skipped", 0)))
 
 
+def _allocated_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor.grad`, which `allocate_gradients` made and nothing sets back to None."""
+    grad = tensor.grad
+    if grad is None:
+        raise RuntimeError("a gradient is missing: run allocate_gradients() before backward_in_place()")
+    return grad
+
+
 def param_groups(model: nn.Module, to_optimizer: Callable[[nn.Parameter], torch.Tensor],
                  weight_decay: float, no_wd_norm_bias: bool) -> list[dict[str, Any]]:
     """SGD parameter groups; with `no_wd_norm_bias`, BatchNorm weights and all biases get no decay."""
     if not no_wd_norm_bias:
         return [{"params": [to_optimizer(p) for p in model.parameters() if p.requires_grad],
                  "weight_decay": weight_decay}]
-    decay, no_decay = [], []
+    decay: list[torch.Tensor] = []
+    no_decay: list[torch.Tensor] = []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:

@@ -10,6 +10,7 @@ the schedule needs nothing special.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -52,6 +53,15 @@ def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterio
     return loss.detach()
 
 
+@dataclass(frozen=True)
+class _StaticBuffers:
+    """What a captured step reads and writes at fixed addresses: its input batch and its loss."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    loss: torch.Tensor
+
+
 class GraphedStep:
     """`train_step` with forward, loss and backward captured once and replayed every step after.
 
@@ -82,9 +92,7 @@ class GraphedStep:
         self.reduce_gradients = reduce_gradients
         self.calls = 0
         self._replay: Callable[[], None] | None = None
-        self._x: torch.Tensor | None = None
-        self._labels: torch.Tensor | None = None
-        self._loss: torch.Tensor | None = None
+        self._static: _StaticBuffers | None = None  # allocated at the first call, from its batch
         self._model_gradients: list[torch.Tensor] = []
         self._flat_gradients: list[torch.Tensor] = []
         self._gradient_addresses: list[int] = []
@@ -96,17 +104,18 @@ class GraphedStep:
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         try:
-            if self._x is None:
-                self._allocate(x, labels)
-            self._fill(x, labels)
+            static = self._static
+            if static is None:
+                static = self._static = self._allocate(x, labels)
+            self._fill(static, x, labels)
             if self._replay is not None:
                 self._replay()
             elif self.calls <= self.warmup:
                 with self.device.side_stream(self._warmup_stream):
-                    self._work()
+                    self._work(static)
             else:
                 self.device.synchronize()
-                self._replay = self.device.capture(self._work)
+                self._replay = self.device.capture(lambda: self._work(static))
                 self._replay()
             if self.reduce_gradients is not None:
                 self.reduce_gradients(self._flat_gradients)
@@ -117,13 +126,13 @@ class GraphedStep:
             if self.device.is_out_of_memory(exc):
                 raise _out_of_memory(self.precision, x.shape[0]) from None
             raise
-        return self._loss.clone()
+        return static.loss.clone()
 
-    def _allocate(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        self._x, self._labels = torch.empty_like(x), torch.empty_like(labels)
-        self._loss = torch.zeros((), device=x.device)
+    def _allocate(self, x: torch.Tensor, labels: torch.Tensor) -> _StaticBuffers:
+        static = _StaticBuffers(torch.empty_like(x), torch.empty_like(labels), torch.zeros((), device=x.device))
         self._model_gradients, self._flat_gradients = self.precision.allocate_gradients()
         self._gradient_addresses = self._optimizer_gradient_addresses()
+        return static
 
     def _optimizer_gradient_addresses(self) -> list[int]:
         return [p.grad.data_ptr() if p.grad is not None else 0
@@ -136,18 +145,19 @@ class GraphedStep:
             raise RuntimeError(f"{type(self.optimizer).__name__} moved gradients out of the buffers the "
                                "captured step writes: use an optimizer that updates them in place")
 
-    def _fill(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        if x.shape != self._x.shape or labels.shape != self._labels.shape:
+    @staticmethod
+    def _fill(static: _StaticBuffers, x: torch.Tensor, labels: torch.Tensor) -> None:
+        if x.shape != static.x.shape or labels.shape != static.labels.shape:
             raise RuntimeError(f"a captured step needs static shapes: got {tuple(x.shape)}, "
-                               f"captured {tuple(self._x.shape)}")
-        self._x.copy_(x)
-        self._labels.copy_(labels)
+                               f"captured {tuple(static.x.shape)}")
+        static.x.copy_(x)
+        static.labels.copy_(labels)
 
-    def _work(self) -> None:
+    def _work(self, static: _StaticBuffers) -> None:
         """Forward, loss and backward on the static buffers: what the graph records."""
-        loss = forward_loss(self.model, self._x, self._labels, self.criterion, self.precision)
+        loss = forward_loss(self.model, static.x, static.labels, self.criterion, self.precision)
         self.precision.backward_in_place(loss, self._model_gradients)
-        self._loss.copy_(loss.detach())
+        static.loss.copy_(loss.detach())
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

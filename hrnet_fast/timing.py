@@ -9,11 +9,13 @@ import torch
 from hrnet_fast.device import Device
 
 
-def time_steps(step: Callable[[], torch.Tensor], device: Device, steps: int) -> tuple[float, torch.Tensor]:
-    """Seconds for `steps` calls of `step` between device syncs, and the last call's result."""
+def time_steps(step: Callable[[], torch.Tensor], device: Device,
+               steps: int) -> tuple[float, torch.Tensor | None]:
+    """Seconds for `steps` calls of `step` between device syncs, and the last call's result
+    (None when `steps` is 0)."""
     device.synchronize()
     start = time.perf_counter()
-    result = None
+    result: torch.Tensor | None = None
     for _ in range(steps):
         result = step()
     device.synchronize()

@@ -17,7 +17,7 @@ from torch import nn
 
 from hrnet_fast import checkpoint, distributed
 from hrnet_fast import log as logs
-from hrnet_fast.config import TrainConfig, inherit, resolve
+from hrnet_fast.config import TrainConfig, inherit, resolve, resolved
 from hrnet_fast.data import DevicePrefetcher, ShardSource, TrainLoader, ValLoader, open_source
 from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.errors import UserError
@@ -64,8 +64,10 @@ def build_model_and_optimizer(cfg: TrainConfig, device: Device, precision: Mixed
                               sync_bn: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The model on the device in its memory format (channels_last but on NPU), channel-aligned
     and in the precision's dtypes, and its fused SGD."""
-    model = create_model(cfg.model, num_classes=cfg.num_classes, align=device.channel_align(cfg.align_channels))
-    model = model.to(device.torch_device, memory_format=device.memory_format)
+    model: nn.Module = create_model(cfg.model, num_classes=resolved(cfg.num_classes, "num_classes"),
+                                    align=device.channel_align(cfg.align_channels))
+    # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts
+    model = model.to(device.torch_device, memory_format=device.memory_format)  # type: ignore[call-overload]
     precision.cast_model(model)
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -134,14 +136,14 @@ class Trainer:
         self.cfg, self.device, self.world = cfg, device, world
         self.run_dir = Path(cfg.out)
         self.log = RunLog(self.run_dir, world.is_main, cfg.tensorboard)
-        device.share_cores_with_loader(cfg.workers)
+        device.share_cores_with_loader(resolved(cfg.workers, "workers"))
         torch.manual_seed(cfg.seed)
 
         self.train_source = train_source
         self.val_source = self._open_val()
         self.classes = train_source.classes
 
-        self.precision = MixedPrecision(cfg.precision, device, cfg.loss_scale)
+        self.precision = MixedPrecision(resolved(cfg.precision, "precision"), device, cfg.loss_scale)
         model, self.optimizer = build_model_and_optimizer(cfg, device, self.precision,
                                                           sync_bn=cfg.sync_bn and world.distributed)
         self.raw_model = model
@@ -155,7 +157,7 @@ class Trainer:
         self.step_fn = self._step_function()
 
         self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
-                                  rank=world.rank, world_size=world.size, num_workers=cfg.workers,
+                                  rank=world.rank, world_size=world.size, num_workers=resolved(cfg.workers, "workers"),
                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
                                   pin_memory=device.pin_memory, crop_scale=(cfg.crop_scale_min, 1.0),
                                   hflip=cfg.hflip)
@@ -163,7 +165,8 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
                             "lower --batch-size or --workers")
-        self.epoch, self.batch_in_epoch, self.step, self.best_acc1 = 0, 0, 0, None
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.best_acc1: float | None = None
         self.last_eval: EvalResult | None = None
         self._last_save = time.monotonic()
         self._resume()
@@ -212,7 +215,7 @@ class Trainer:
         state = checkpoint.build(
             # official shapes whatever --align-channels: padding lives only in memory
             model=strip_state_dict(self.precision.master_state_dict(self.raw_model), official_shapes(self.raw_model)),
-            model_name=self.cfg.model, num_classes=self.cfg.num_classes, classes=self.classes or [],
+            model_name=self.cfg.model, num_classes=resolved(self.cfg.num_classes, "num_classes"), classes=self.classes or [],
             class_names=self.train_source.class_names or {}, image_size=self.cfg.image_size,
             optimizer=strip_optimizer_state(self.optimizer.state_dict(), optimizer_official_shapes(
                 self.optimizer, self.raw_model, self.precision.to_optimizer)),
@@ -385,7 +388,7 @@ class Trainer:
         """As many val readers as keep at least VAL_BATCHES_PER_READER batches each: every reader
         runs the same number of batches, padded, so more readers on a small share pad more."""
         batches = self.val_source.num_samples // (self.world.size * self.cfg.batch_size * VAL_BATCHES_PER_READER)
-        return min(self.cfg.workers, max(1, batches))
+        return min(resolved(self.cfg.workers, "workers"), max(1, batches))
 
     def _progress(self, total: int, initial: int):
         from tqdm import tqdm

@@ -53,14 +53,15 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
     workers = default_workers() if workers is None else workers
     source = open_source(shards, split, num_samples)
     warmup = 2 * max(workers, 1) if warmup is None else warmup
+    loader: TrainLoader | ValLoader
     if split == "train":
-        loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
-        log.info(loader.describe_plan())
-        stream = endless(loader.epoch_iter)
-        extra: dict[str, object] = {"plan": loader.plan_name, "dropped_per_epoch": loader.dropped_per_epoch}
+        train_loader = TrainLoader(source, batch_size, image_size, num_workers=workers, shuffle_buffer=shuffle_buffer)
+        log.info(train_loader.describe_plan())
+        loader, stream = train_loader, endless(train_loader.epoch_iter)
+        extra = {"plan": train_loader.plan_name, "dropped_per_epoch": train_loader.dropped_per_epoch}
     else:
-        loader = ValLoader(source, batch_size, image_size, num_workers=workers)
-        stream, extra = endless(lambda _: loader), {}
+        val_loader = ValLoader(source, batch_size, image_size, num_workers=workers)
+        loader, stream, extra = val_loader, endless(lambda _: val_loader), {}
     seconds = timed(stream, warmup, batches)
     rate = batches * batch_size / seconds
     stats = loader.stats

@@ -44,6 +44,7 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
 
     from hrnet_fast.config import resolve
     from hrnet_fast.device import resolve_device
+    from hrnet_fast.errors import UserError
     from hrnet_fast.precision import MixedPrecision
     from hrnet_fast.step import GRAPH_WARMUP_STEPS, make_step
     from hrnet_fast.timing import time_steps, warm_up_steps
@@ -68,6 +69,8 @@ def bench_step(model: str, batch_size: int, precision: str | None, image_size: i
     warmup_seconds, warmup_peak_mb = warm_up_steps(step, dev, warmup)
     dev.reset_peak_memory()
     seconds, loss = time_steps(step, dev, steps)
+    if loss is None:
+        raise UserError("--steps 0 times nothing: pass --steps 1 or more")
     peak_mb = max(warmup_peak_mb, dev.max_memory_allocated() / 2**20)
     result = {
         "model": model, "device": dev.describe(), "precision": prec.name, "batch_size": batch_size,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import click
 
@@ -10,6 +11,22 @@ from hrnet_fast import log as logs
 log = logs.get(__name__)
 
 _PAPER_UNIT = 2**30  # the HRNet paper's "GFLOPs" are multiply-adds in units of 2^30
+
+
+class _Counts(TypedDict):
+    model: str
+    params: int
+    macs: int
+    flops: int
+
+
+class _Row(_Counts, total=False):
+    """One model's line; the aligned entries only with --align-channels."""
+
+    aligned_params: int
+    aligned_macs: int
+    branch_channels: list[int]
+    aligned_branch_channels: list[int]
 
 
 @click.command("models")
@@ -29,10 +46,10 @@ def models(as_json: bool, image_size: int, align_channels: str | None) -> None:
     from hrnet_fast.models import MODEL_NAMES, aligned_config, get_config, measure  # torch only when run
 
     align = int(align_channels) if align_channels else None
-    rows = []
+    rows: list[_Row] = []
     for name in MODEL_NAMES:
         params, macs = measure(name, image_size)
-        row = {"model": name, "params": params, "macs": macs, "flops": 2 * macs}
+        row: _Row = {"model": name, "params": params, "macs": macs, "flops": 2 * macs}
         if align:
             row["aligned_params"], row["aligned_macs"] = measure(name, image_size, align)
             row["branch_channels"] = list(get_config(name).branch_channels)
@@ -49,7 +66,8 @@ def models(as_json: bool, image_size: int, align_channels: str | None) -> None:
         line = (f"{row['model']:<20}{row['params'] / 1e6:>12.1f}{row['macs'] / 1e9:>9.2f}"
                 f"{row['flops'] / 1e9:>9.2f}{row['macs'] / _PAPER_UNIT:>15.2f}")
         if align:
-            widths, aligned = ("/".join(map(str, row[k])) for k in ("branch_channels", "aligned_branch_channels"))
+            widths = "/".join(map(str, row["branch_channels"]))
+            aligned = "/".join(map(str, row["aligned_branch_channels"]))
             line += (f"  {widths:<18}{aligned:<20}{row['aligned_params'] / 1e6:>11.1f}"
                      f"{row['aligned_macs'] / 1e9:>9.2f}")
         log.info(line)

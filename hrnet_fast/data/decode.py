@@ -103,20 +103,22 @@ class EncodedImage:
     """Image bytes with the size read from the header and the pixels not decoded yet."""
 
     def __init__(self, data: bytes | Image.Image) -> None:
-        self._data: bytes | None = None
-        self._pil: Image.Image | None = None
+        # bytes: a JPEG for simplejpeg to decode; an Image: PIL's (decoded lazily) for all else
+        self._source: bytes | Image.Image
         if isinstance(data, Image.Image):
-            self._pil = data
-        elif simplejpeg is not None and data[:2] == b"\xff\xd8":
+            self._source = data
+            self.width, self.height = data.size
+            return
+        if simplejpeg is not None and data[:2] == b"\xff\xd8":
             try:
                 height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
             except ValueError:
                 colorspace = None
             if colorspace in _TURBO_COLORSPACES:
-                self._data, self.width, self.height = data, width, height
-        if self._data is None:
-            self._pil = self._pil or Image.open(io.BytesIO(data))
-            self.width, self.height = self._pil.size
+                self._source, self.width, self.height = data, width, height
+                return
+        self._source = Image.open(io.BytesIO(data))
+        self.width, self.height = self._source.size
 
     def crop_resized(self, box: Box, out_size: int, flip: bool = False) -> np.ndarray:
         """`box` resampled to out_size², bilinear with antialiasing, as uint8 RGB HWC.
@@ -124,26 +126,29 @@ class EncodedImage:
         `flip` mirrors left-right in PIL: ten times cheaper than copying a negative-stride view.
         """
         scale = dct_scale(box, out_size)
-        if self._data is not None:
+        shrink: float  # source pixels per pixel of `img`
+        if not isinstance(self._source, Image.Image):
             # RGBX: PIL's own pixel layout, so the decoded buffer is wrapped, not copied.
-            pixels = simplejpeg.decode_jpeg(self._data, colorspace="RGBX",
+            pixels = simplejpeg.decode_jpeg(self._source, colorspace="RGBX",
                                             min_width=-(-self.width // scale),
                                             min_height=-(-self.height // scale))
             img = Image.frombuffer("RGBX", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGBX", 0, 1)
+            shrink = scale
         else:
-            img = self._pil
+            img = self._source
             if scale > 1 and img.format == "JPEG":
                 drafted = img.draft("RGB", (img.width // scale, img.height // scale))
-                scale = self.width / drafted[1][2] if drafted else 1
+                shrink = self.width / drafted[1][2] if drafted else 1
             else:
-                scale = 1
+                shrink = 1
             if img.mode not in _RESIZE_THEN_CONVERT:
                 img = img.convert("RGB")
-        box = tuple(v / scale for v in box)
-        out = img.resize((out_size, out_size), Image.BILINEAR, box=box)
+        left, top, right, bottom = box
+        source_box = (left / shrink, top / shrink, right / shrink, bottom / shrink)
+        out = img.resize((out_size, out_size), Image.Resampling.BILINEAR, box=source_box)
         if out.mode != "RGB":
             out = out.convert("RGB")
-        return np.asarray(out.transpose(Image.FLIP_LEFT_RIGHT) if flip else out)
+        return np.asarray(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out)
 
 
 def decode_train_image(data: bytes, image_size: int, rng: RandomSource,

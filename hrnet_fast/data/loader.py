@@ -41,10 +41,10 @@ def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool 
 
     `pin_memory`: True pins for CUDA; a device type ("npu") pins for that device, which older
     torch would otherwise skip without a word when CUDA is absent."""
-    pin_device = {"pin_memory_device": pin_memory} if isinstance(pin_memory, str) and pin_memory else {}
+    pin_device = pin_memory if isinstance(pin_memory, str) else ""  # "": DataLoader's default, no device
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
-                        prefetch_factor=prefetch_factor if num_workers else None,
-                        **dataloader_options(num_workers), **pin_device)
+                        prefetch_factor=prefetch_factor if num_workers else None, pin_memory_device=pin_device,
+                        **dataloader_options(num_workers))
     with sigterm_held():  # the workers start here (see workers.py)
         batches = iter(loader)
     for fields, faults, fatal in batches:

@@ -7,7 +7,7 @@ device with streams the next batch's copy runs on a side stream while the curren
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 import torch
@@ -49,6 +49,9 @@ class DevicePrefetcher:
         self.normalize = Normalize(device, dtype, mean, std)
 
     def __len__(self) -> int:
+        """The loader's length, for loaders that have one (DataLoaders, lists; not generators)."""
+        if not isinstance(self.loader, Sized):
+            raise TypeError(f"object of type {type(self.loader).__name__!r} has no len()")
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple]:

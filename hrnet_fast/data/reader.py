@@ -14,7 +14,8 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from types import TracebackType
+from typing import NamedTuple, Protocol
 
 from hrnet_fast import log as logs
 from hrnet_fast.shardformat.samples import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, decode_label, group_samples
@@ -55,7 +56,20 @@ class Faults:
         return delta
 
 
-def open_url(url: str) -> IO[bytes]:
+class ByteStream(Protocol):
+    """What the tar reader needs of a shard stream: `read`, and closing at the end of a `with`
+    block. Local files, webdataset's streams and gzip.GzipFile all have it (typeshed gives them
+    no common base class)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def __enter__(self) -> ByteStream: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None, /) -> None: ...
+
+
+def open_url(url: str) -> ByteStream:
     """A binary stream: local paths directly, anything else (pipe:, http:, s3: …) via webdataset;
     `.tar.gz` / `.tgz` shards decompressed on the fly."""
     if "://" not in url and not url.startswith("pipe:"):

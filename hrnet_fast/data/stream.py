@@ -165,11 +165,12 @@ class TrainStream(IterableDataset):
             labels = np.empty(bs, np.int64)
             keys: list[str] = []
             while len(keys) < bs:
-                position, sample = next(numbered, (None, None))
-                if sample is None:
+                numbered_sample = next(numbered, None)
+                if numbered_sample is None:
                     yield WorkerBatch((), faults.take(), f"train reader {global_worker} has no readable "
                                       "samples left: check the shards with `python -m pack verify DIR`")
                     return
+                position, sample = numbered_sample
                 rng = draws.at(position)
                 crop = lambda data, rng=rng: decode_train_image(data, size, rng, self.crop_scale,  # noqa: E731
                                                                 hflip=self.hflip)

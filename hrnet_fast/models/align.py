@@ -47,15 +47,22 @@ def aligned_config(config: HRNetConfig, multiple: int) -> HRNetConfig:
     return dataclasses.replace(
         config,
         layer1_planes=up(config.layer1_planes),
-        branch_channels=tuple(map(up, config.branch_channels)),
+        branch_channels=_round_up_four(config.branch_channels, multiple),
         stem_channels=up(config.stem_channels),
-        head_planes=tuple(map(up, config.head_planes)),
+        head_planes=_round_up_four(config.head_planes, multiple),
         num_features=up(config.num_features),
     )
 
 
 def _round_up(width: int, multiple: int) -> int:
     return -(-width // multiple) * multiple
+
+
+def _round_up_four(widths: tuple[int, int, int, int], multiple: int) -> tuple[int, int, int, int]:
+    """Each of the four branches' widths rounded up (a tuple of four, as HRNetConfig holds them)."""
+    first, second, third, fourth = widths
+    return (_round_up(first, multiple), _round_up(second, multiple), _round_up(third, multiple),
+            _round_up(fourth, multiple))
 
 
 def align_model(model: HRNet, multiple: int) -> HRNet:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch.nn as nn
-
 from hrnet_fast.errors import UserError
 from hrnet_fast.models.align import align_model
 from hrnet_fast.models.config import get_config
@@ -13,7 +11,7 @@ from hrnet_fast.models.weights import load_weights
 
 
 def create_model(name: str, num_classes: int = 1000, pretrained: str | Path | None = None,
-                 align: int | None = None) -> nn.Module:
+                 align: int | None = None) -> HRNet:
     """HRNet `name` with a `num_classes`-way classifier; `pretrained` is a checkpoint path whose
     weights must fit exactly (official .pth, timm weights or our own checkpoints).
 

@@ -6,6 +6,8 @@ bit for bit.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -35,7 +37,8 @@ class HRModule(nn.Module):
         if len(xs) == 1:
             return xs
         fused = []
-        for dst, paths in enumerate(self.fuse_layers):
+        for dst, row in enumerate(self.fuse_layers):
+            paths = cast(nn.ModuleList, row)  # torch's ModuleList is not generic: its items are typed Module
             y = paths[0](xs[0])
             for src in range(1, len(xs)):  # summed in the reference's order: same rounding
                 z = paths[src](xs[src])
@@ -90,6 +93,17 @@ class HRNet(nn.Module):
 
     `arch`, `config` and `num_classes` stay on the model so checkpoints can record them.
     """
+
+    # made in __init__ by name, one per stage
+    transition1: Transition
+    transition2: Transition
+    transition3: Transition
+    stage2: Stage
+    stage3: Stage
+    stage4: Stage
+    # set by align.align_model on padded models only (is_aligned tests for them)
+    official_config: HRNetConfig
+    align: int
 
     def __init__(self, config: HRNetConfig, num_classes: int = 1000):
         super().__init__()

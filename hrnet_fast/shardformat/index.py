@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -79,11 +79,11 @@ def index_name(tar_name: str) -> str:
     return tar_name[:-len(TAR_SUFFIX)] + INDEX_SUFFIX
 
 
-def scan_tar(stream: IO[bytes], tar_bytes: int) -> TarIndex:
+def scan_tar(stream: BinaryIO, tar_bytes: int) -> TarIndex:
     """The index of a seekable tar stream, from its headers alone (the data is seeked over)."""
     offsets: list[int] = []
     key, end = None, 0
-    for member in tar_members(stream, read_data=False):
+    for member in tar_members(stream, skip_data=lambda size: stream.seek(size, 1)):
         member_key, _ = split_member(member.name)
         if member_key != key:
             offsets.append(member.start)

@@ -9,13 +9,19 @@ so damage is reported, never misread.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
-from typing import IO, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, Protocol
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _FILE_TYPES = (b"0", b"\0", b"7")
 
+
+
+class Readable(Protocol):
+    """All the tar parser needs of a stream: local files, pipes and gzip.GzipFile have it."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 class Member(NamedTuple):
     """One regular file: its bytes span [start, end) of the archive, headers and padding included."""
@@ -26,13 +32,14 @@ class Member(NamedTuple):
     data: bytes | None  # None when the data was skipped
 
 
-def tar_members(stream: IO[bytes], *, offset: int = 0, stop: int | None = None,
-                read_data: bool = True) -> Iterator[Member]:
+def tar_members(stream: Readable, *, offset: int = 0, stop: int | None = None,
+                skip_data: Callable[[int], object] | None = None) -> Iterator[Member]:
     """Each regular file of a tar stream, in archive order.
 
     `offset` is the stream's position in the archive (reported spans are absolute); reading ends
     at the end-of-archive block, or at `stop` when only a part of an archive was read. With
-    `read_data=False` the data is seeked over (the stream must be seekable).
+    `skip_data` (e.g. a file's relative seek) member data is stepped over instead of read, and
+    members come with `data=None`.
     """
     read = stream.read
     position = first = offset
@@ -49,13 +56,13 @@ def tar_members(stream: IO[bytes], *, offset: int = 0, stop: int | None = None,
         padded = size + -size % BLOCK
         kind = header[156:157]
         position += BLOCK + padded
-        if read_data or kind in (b"x", b"L"):
+        if skip_data is None or kind in (b"x", b"L"):
             data = read(size)
             if len(data) < size or len(read(padded - size)) < padded - size:
                 raise EOFError(f"tar member cut short ({len(data)} of {size} bytes)")
         else:
             data = None
-            stream.seek(padded, 1)
+            skip_data(padded)
         if kind == b"x":
             pending.update(_pax_records(data or b""))
         elif kind == b"L":
@@ -69,7 +76,7 @@ def tar_members(stream: IO[bytes], *, offset: int = 0, stop: int | None = None,
             first = position
 
 
-def tar_files(stream: IO[bytes], stop: int | None = None) -> Iterator[tuple[str, bytes]]:
+def tar_files(stream: Readable, stop: int | None = None) -> Iterator[tuple[str, bytes]]:
     """(name, data) of each regular file in a tar stream (up to byte `stop`), in order."""
     for member in tar_members(stream, stop=stop):
         yield member.name, member.data or b""
