@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup lint test demo bench clean
 setup:
 	$(PYTHON) tools/setup_venv.py --venv $(VENV)
 
@@ -11,7 +11,11 @@ setup:
 # that holds only for this machine's ISA fails here, not on a user's machine with another CPU.
 SECOND_KERNEL_PATH := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 	$(SECOND_KERNEL_PATH) $(BIN)/python -m pytest -q -m numerics
 
