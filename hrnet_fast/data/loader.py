@@ -111,7 +111,9 @@ class TrainLoader:
     def describe_plan(self) -> str:
         """One line for the logs: which plan, and how it mixes samples."""
         if self.source.indexed:
-            window = f"a window of {self.window} batches shuffled per worker" if self.window > 1 else "no window shuffle"
+            per_worker = -(-self.batches_per_epoch // self.readers)
+            reach = min(self.window, per_worker)
+            window = f"a window of {reach} batches shuffled per worker" if reach > 1 else "no window shuffle"
             return f"plan sample-ranges: blocks of {self.block} samples permuted per epoch, {window}"
         return (f"plan whole-shards (shards without a sample index): shards permuted per epoch, "
                 f"a shuffle buffer of {self.shuffle_buffer} samples per worker")
