@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.host import default_workers
+from hrnet_fast.schedule import SCHEDULES
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     no_wd_norm_bias: bool = False
-    schedule: str = "step"                # step | cosine
+    schedule: str = "step"                # one of schedule.SCHEDULES
     milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
     gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -197,7 +198,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.batch_size >= 1, "--batch-size must be at least 1"),
         (cfg.image_size >= 32, "--image-size must be at least 32 (HRNet downsamples 32×)"),
         (cfg.base_lr > 0, "--lr must be positive"),
-        (cfg.schedule in ("step", "cosine"), "schedule must be step or cosine"),
+        (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (resolved(cfg.workers, "workers") >= 0, "--workers must be 0 or more"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),

@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from hrnet_fast.config import DEFAULTS, RECIPES, inherit, read_settings, resolve
 from hrnet_fast.errors import UserError
-from hrnet_fast.schedule import lr_at
+from hrnet_fast.schedule import SCHEDULES, lr_at
 
 
 def test_reference_recipe_scales_lr_per_128_images():
@@ -42,7 +42,20 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lr_at(cfg, 10.0) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
+    """FFCV's shape: up to the peak at the end of warm-up, a straight line to 0 at the last epoch."""
+    cfg = resolve({"schedule": "linear", "lr": 2.0, "epochs": 12, "warmup_epochs": 2}, world_size=1)
+    assert lr_at(cfg, 1.0) == pytest.approx(1.0)
+    assert lr_at(cfg, 2.0) == pytest.approx(2.0)    # warm-up end: the peak
+    assert lr_at(cfg, 7.0) == pytest.approx(1.0)    # halfway from warm-up end to the last epoch
+    assert lr_at(cfg, 9.5) == pytest.approx(0.5)
+    assert lr_at(cfg, 12.0) == 0.0 and lr_at(cfg, 12.5) == 0.0
+    no_warmup = dataclasses.replace(cfg, warmup_epochs=0.0)
+    assert lr_at(no_warmup, 0.0) == 2.0 and lr_at(no_warmup, 6.0) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("bad, message", [({"recipe": "sgdr"}, "unknown recipe"),
+                                          ({"schedule": "exp"}, "--schedule must be one of step, cosine, linear"),
                                           ({"image_size": 16}, "at least 32"),
                                           ({"epochs": 0}, "at least 1"),
                                           ({"precise_bn": -1}, "--precise-bn")])
@@ -137,6 +150,7 @@ def test_train_help_is_rendered_from_the_tables():
     assert f"Per-device batch [recipe: {batches}]" in text
     assert f"SGD momentum [{DEFAULTS['momentum']:g}]" in text and "--precise-bn" in text and "--config" in text
     assert "ascend 0.1 per device" in text  # the lr rule, from the recipe
+    assert all(f"{name}: {schedule.about}" in text for name, schedule in SCHEDULES.items())
 
 
 def test_setting_help_shows_each_recipes_value_or_the_default():

@@ -18,6 +18,8 @@ from hrnet_fast.commands.options import (
     PRECISION_CHOICES,
     PRECISION_HELP,
     RECIPE_HELP,
+    SCHEDULE_CHOICES,
+    SCHEDULE_TEXT,
     WORKERS_HELP,
     setting_help,
 )
@@ -42,6 +44,7 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--lr", type=float, help=LR_HELP)
 @click.option("--momentum", type=float, help=setting_help("SGD momentum", "momentum"))
 @click.option("--weight-decay", type=float, help=setting_help("Weight decay", "weight_decay"))
+@click.option("--schedule", type=click.Choice(SCHEDULE_CHOICES), help=setting_help(SCHEDULE_TEXT, "schedule"))
 @click.option("--warmup-epochs", type=float, help=setting_help("Linear warm-up epochs", "warmup_epochs"))
 @click.option("--label-smoothing", type=float, help=setting_help("Label smoothing", "label_smoothing"))
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
