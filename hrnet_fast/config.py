@@ -40,6 +40,7 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0                # EMA of the weights, decay per step (0: off); see hrnet_fast.ema
     precision: str | None = None       # None: the device's default
     loss_scale: float | None = None    # None: dynamic
     image_size: int = 224
@@ -200,6 +201,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.base_lr > 0, "--lr must be positive"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (resolved(cfg.workers, "workers") >= 0, "--workers must be 0 or more"),
+        (0.0 <= cfg.ema_decay < 1.0, "--ema-decay must be 0 (off) or a decay below 1, e.g. 0.9998"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),
         (cfg.align_channels in ALIGN_CHOICES, f"--align-channels must be one of {', '.join(ALIGN_CHOICES)}"),

@@ -47,6 +47,9 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--schedule", type=click.Choice(SCHEDULE_CHOICES), help=setting_help(SCHEDULE_TEXT, "schedule"))
 @click.option("--warmup-epochs", type=float, help=setting_help("Linear warm-up epochs", "warmup_epochs"))
 @click.option("--label-smoothing", type=float, help=setting_help("Label smoothing", "label_smoothing"))
+@click.option("--ema-decay", type=float, help=setting_help(
+    "Also keep an EMA of the weights with this decay per step (e.g. 0.9998; timm's ModelEmaV3 with warm-up), "
+    "validated beside the raw weights and saved in checkpoints (0: off)", "ema_decay"))
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--loss-scale", type=float, help="Static loss scale for amp/o2 (Ascend port: 128) [dynamic].")
 @click.option("--image-size", type=int, help=setting_help("Train crop size", "image_size"))
