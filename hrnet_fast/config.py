@@ -40,6 +40,10 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    mixup: float = 0.0                    # Mixup's Beta(A, A) (0: off); see hrnet_fast.mix
+    cutmix: float = 0.0                   # CutMix's Beta(A, A) (0: off)
+    mix_prob: float = 1.0                 # share of batches mixed
+    mix_switch_prob: float = 0.5          # share of mixed batches that use CutMix when both are on
     ema_decay: float = 0.0                # EMA of the weights, decay per step (0: off); see hrnet_fast.ema
     precision: str | None = None       # None: the device's default
     loss_scale: float | None = None    # None: dynamic
@@ -201,6 +205,9 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.base_lr > 0, "--lr must be positive"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (resolved(cfg.workers, "workers") >= 0, "--workers must be 0 or more"),
+        (cfg.mixup >= 0 and cfg.cutmix >= 0, "--mixup and --cutmix must be 0 (off) or a positive Beta alpha"),
+        (0.0 <= cfg.mix_prob <= 1.0 and 0.0 <= cfg.mix_switch_prob <= 1.0,
+         "--mix-prob and --mix-switch-prob must be between 0 and 1"),
         (0.0 <= cfg.ema_decay < 1.0, "--ema-decay must be 0 (off) or a decay below 1, e.g. 0.9998"),
         (cfg.precise_bn >= 0, "--precise-bn must be 0 (off) or a number of batches"),
         (cfg.stop_step is None or cfg.stop_step >= 1, "--stop-step must be at least 1"),

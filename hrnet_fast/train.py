@@ -23,6 +23,7 @@ from hrnet_fast.device import Device, resolve_device
 from hrnet_fast.ema import WeightEma
 from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
+from hrnet_fast.mix import BatchMix
 from hrnet_fast.models import (
     create_model,
     load_weights,
@@ -156,7 +157,11 @@ class Trainer:
             model = distributed.wrap_ddp(model, device)
         self.eval_model = model  # validation runs eagerly: no compilation for its other shapes
         self.model = device.compile(model) if cfg.compile else model
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        num_classes = resolved(cfg.num_classes, "num_classes")
+        self.mix = (BatchMix(cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch_prob, cfg.label_smoothing,
+                             num_classes, cfg.seed, world.rank) if cfg.mixup or cfg.cutmix else None)
+        # mixing folds the label smoothing into its soft targets, as timm's Mixup does
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=0.0 if self.mix else cfg.label_smoothing)
         self.step_fn = self._step_function()
 
         self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
@@ -293,6 +298,8 @@ class Trainer:
             except StopIteration:
                 raise RuntimeError(f"loader ended after {self.batch_in_epoch} of {steps} batches") from None
             meter.data_wait += time.perf_counter() - wait_start
+            if self.mix is not None:  # keyed by the step: a resumed run mixes as the straight one did
+                x, labels = self.mix(x, labels, self.epoch, self.batch_in_epoch)
             lr = lr_at(cfg, self.epoch + self.batch_in_epoch / steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

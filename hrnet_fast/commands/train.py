@@ -47,6 +47,14 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--schedule", type=click.Choice(SCHEDULE_CHOICES), help=setting_help(SCHEDULE_TEXT, "schedule"))
 @click.option("--warmup-epochs", type=float, help=setting_help("Linear warm-up epochs", "warmup_epochs"))
 @click.option("--label-smoothing", type=float, help=setting_help("Label smoothing", "label_smoothing"))
+@click.option("--mixup", type=float, help=setting_help(
+    "Mixup: blend each batch with itself flipped, lam ~ Beta(A, A) (timm's batch mode; 0: off)", "mixup"))
+@click.option("--cutmix", type=float, help=setting_help(
+    "CutMix: paste a box from the flipped batch, area ~ Beta(A, A) (0: off)", "cutmix"))
+@click.option("--mix-prob", type=float, help=setting_help("Share of batches mixed when --mixup/--cutmix are on",
+                                                          "mix_prob"))
+@click.option("--mix-switch-prob", type=float, help=setting_help(
+    "Share of mixed batches that use CutMix when both are on", "mix_switch_prob"))
 @click.option("--ema-decay", type=float, help=setting_help(
     "Also keep an EMA of the weights with this decay per step (e.g. 0.9998; timm's ModelEmaV3 with warm-up), "
     "validated beside the raw weights and saved in checkpoints (0: off)", "ema_decay"))
