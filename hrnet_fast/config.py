@@ -104,6 +104,12 @@ RECIPES: dict[str, Recipe] = {
     "cosine": Recipe("warm-up, cosine decay, label smoothing, no weight decay on BN and bias",
                      dict(epochs=100, batch_size=128, schedule="cosine", warmup_epochs=5, label_smoothing=0.1,
                           no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, lr_per_128=0.05)),
+    # FFCV's ResNet-50 ImageNet recipe (its rn50 configs: short runs, a 2-epoch ramp, linear decay to 0, label
+    # smoothing 0.1, no decay on BN) carried over; lr and optimizer stay HRNet's; without progressive resizing.
+    "fast": Recipe("FFCV's ResNet schedule carried to HRNet, derived, not measured on ImageNet: 40 epochs, "
+                   "2 warm-up epochs, linear decay to 0, label smoothing, no weight decay on BN and bias, val at 224",
+                   dict(epochs=40, batch_size=128, schedule="linear", warmup_epochs=2, label_smoothing=0.1,
+                        no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, val_image_size=224, lr_per_128=0.05)),
 }
 
 

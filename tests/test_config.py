@@ -58,7 +58,10 @@ def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
                                           ({"schedule": "exp"}, "--schedule must be one of step, cosine, linear"),
                                           ({"image_size": 16}, "at least 32"),
                                           ({"epochs": 0}, "at least 1"),
-                                          ({"precise_bn": -1}, "--precise-bn")])
+                                          ({"precise_bn": -1}, "--precise-bn"),
+                                          ({"ema_decay": 1.0}, "--ema-decay"),
+                                          ({"mixup": -0.1}, "--mixup"),
+                                          ({"mix_prob": 1.5}, "--mix-prob")])
 def test_bad_settings_are_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         resolve(bad, world_size=1)
@@ -156,7 +159,17 @@ def test_train_help_is_rendered_from_the_tables():
 def test_setting_help_shows_each_recipes_value_or_the_default():
     from hrnet_fast.commands.options import setting_help
 
-    assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100]"
-    expected = "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1]"
+    assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100, fast 40]"
+    expected = "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1, fast 0.1]"
     assert setting_help("Label smoothing", "label_smoothing") == expected
     assert setting_help("Flips", "hflip") == "Flips [on]" and setting_help("Seed", "seed") == "Seed [0]"
+    assert setting_help("Val", "val_image_size") == "Val [recipe: reference unset, ascend unset, cosine unset, fast 224]"
+
+
+def test_fast_recipe_is_ffcvs_schedule_on_hrnets_lr_rule():
+    cfg = resolve({"recipe": "fast", "image_size": 160}, world_size=8)
+    assert (cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.label_smoothing) == (40, "linear", 2, 0.1)
+    assert cfg.no_wd_norm_bias and cfg.val_image_size == 224 and cfg.image_size == 160  # val stays at 224
+    assert cfg.base_lr == pytest.approx(0.05 * 8 * 128 / 128)
+    assert lr_at(cfg, 2.0) == pytest.approx(cfg.base_lr) and lr_at(cfg, 21.0) == pytest.approx(cfg.base_lr / 2)
+    assert lr_at(cfg, 40.0) == 0.0

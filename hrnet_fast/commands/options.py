@@ -31,7 +31,10 @@ LR_HELP = ("Peak learning rate [recipe: " + ", ".join(
 
 
 def shown(value: Any) -> str:
-    """A setting's value as help texts write it: on/off, 1e-4 as 0.0001, milestones as 30/60/90."""
+    """A setting's value as help texts write it: on/off, 1e-4 as 0.0001, milestones as 30/60/90,
+    None (falls back on another setting) as unset."""
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):

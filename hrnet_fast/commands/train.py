@@ -64,7 +64,7 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--crop-scale-min", type=float, help=setting_help("Smallest RandomResizedCrop area fraction",
                                                                  "crop_scale_min"))
 @click.option("--hflip/--no-hflip", default=None, help=setting_help("Random horizontal flips", "hflip"))
-@click.option("--val-image-size", type=int, help="Val crop size [--image-size].")
+@click.option("--val-image-size", type=int, help=setting_help("Val crop size (unset: --image-size)", "val_image_size"))
 @click.option("--workers", type=int, help=WORKERS_HELP)
 @click.option("--shuffle-buffer", type=int, help=setting_help(
     "Samples a worker shuffles together: a window of N // batch-size batches (indexed shards), else a buffer",
