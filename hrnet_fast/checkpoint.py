@@ -3,7 +3,7 @@ fsync + rename) and `weights_only` loading.
 
 A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads with
 `torch.load(weights_only=True)`: the model's fp32 state dict (official key names and shapes),
-optimizer, loss scaler, epoch/step/loader position, RNG states, config and class list.
+its EMA (when on) beside it, optimizer, loss scaler, epoch/step/loader position, RNG states, config and class list.
 """
 from __future__ import annotations
 
@@ -27,25 +27,32 @@ VERSION = 1  # raise when a key changes meaning or goes away; readers refuse new
 # (official files have none of them; timm's have their own `version`, hence the format check
 # first); resuming needs all that RESUME_KEYS names.
 SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "format": str, "version": int, "model": dict, "model_name": str, "num_classes": int, "classes": list,
-    "class_names": dict, "image_size": int, "optimizer": dict, "precision": dict, "epoch": int,
-    "batch_in_epoch": int, "step": int, "best_acc1": (float, int, type(None)), "rng": dict, "config": dict,
+    "format": str, "version": int, "model": dict, "ema": (dict, type(None)), "model_name": str, "num_classes": int,
+    "classes": list, "class_names": dict, "image_size": int, "optimizer": dict, "precision": dict, "epoch": int,
+    "batch_in_epoch": int, "step": int, "best_acc1": (float, int, type(None)), "best_source": str, "rng": dict,
+    "config": dict,
 }
-INFERENCE_KEYS = ("model_name", "classes", "class_names", "image_size")
+INFERENCE_KEYS = ("model_name", "classes", "class_names", "image_size", "ema", "best_source")
+BEST_SOURCES = ("raw", "ema")  # best_source: which weights scored best_acc1, the ones eval and predict use
 RESUME_KEYS = ("model", "model_name", "optimizer", "precision", "epoch", "batch_in_epoch", "step", "rng", "config")
 
 
-def build(*, model: dict[str, torch.Tensor], model_name: str, num_classes: int, classes: Sequence[str],
-          class_names: Mapping[str, str], image_size: int, optimizer: dict[str, Any], precision: dict[str, Any],
-          epoch: int, batch_in_epoch: int, step: int, best_acc1: float | None, rng: dict[str, Any],
-          config: dict[str, Any]) -> dict[str, Any]:
+def build(*, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor] | None, model_name: str, num_classes: int,
+          classes: Sequence[str], class_names: Mapping[str, str], image_size: int, optimizer: dict[str, Any],
+          precision: dict[str, Any], epoch: int, batch_in_epoch: int, step: int, best_acc1: float | None,
+          best_source: str, rng: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict, from explicit parts: the one place that decides what a checkpoint
-    holds. `model` and `optimizer` must already be in official shapes (padding lives only in
-    memory), so files fit any --align-channels and official code."""
-    return {"format": FORMAT, "version": VERSION, "model": model, "model_name": model_name,
+    holds. `model` (the raw weights, what training continues from), `ema` (their average, None
+    without --ema-decay) and `optimizer` must already be in official shapes (padding lives only
+    in memory), so files fit any --align-channels and official code. `best_source` names which
+    of the two scored `best_acc1`: eval and predict load those."""
+    if best_source not in BEST_SOURCES or (best_source == "ema" and ema is None):
+        raise ValueError(f"best_source {best_source!r} with{'out' if ema is None else ''} EMA weights")
+    return {"format": FORMAT, "version": VERSION, "model": model, "ema": ema, "model_name": model_name,
             "num_classes": num_classes, "classes": list(classes), "class_names": dict(class_names),
             "image_size": image_size, "optimizer": optimizer, "precision": precision, "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "step": step, "best_acc1": best_acc1, "rng": rng, "config": config}
+            "batch_in_epoch": batch_in_epoch, "step": step, "best_acc1": best_acc1, "best_source": best_source,
+            "rng": rng, "config": config}
 
 
 def validate(ckpt: Any, path: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hrnet_fast import log as logs
 from hrnet_fast.checkpoint import INFERENCE_KEYS, check_entries
 from hrnet_fast.config import TrainConfig
 from hrnet_fast.device import Device
@@ -11,6 +12,8 @@ from hrnet_fast.errors import UserError
 from hrnet_fast.models import HRNet, create_model
 from hrnet_fast.models.weights import load_weights, read_state_dict
 from hrnet_fast.precision import MixedPrecision
+
+log = logs.get(__name__)
 
 CLASSIFIER_WEIGHT = "classifier.weight"
 
@@ -27,10 +30,15 @@ class LoadedModel:
 
 def load_for_inference(ckpt: str, model_name: str | None, device: Device,
                        precision: str | None = None, align_channels: str = "auto") -> LoadedModel:
-    """Model name and classes from our checkpoints (their entries checked against the schema);
-    `--model` for plain state dicts."""
+    """Model name and classes from our checkpoints (their entries checked against the schema),
+    and the weights their `best_source` names (raw or EMA); `--model` for plain state dicts."""
     state, meta = read_state_dict(ckpt)
     check_entries(meta, Path(ckpt), INFERENCE_KEYS)
+    if meta.get("best_source") == "ema":  # the run scored best with the average of its weights
+        if meta.get("ema") is None:
+            raise UserError(f"{ckpt} names its EMA weights as the best but holds none: it is damaged")
+        state = meta["ema"]
+        log.info(f"{ckpt}: its EMA weights (they scored best in training)")
     name = model_name or meta.get("model_name")
     if not name:
         raise UserError(f"{ckpt} is a plain state dict: pass --model (e.g. --model hrnet_w18)")

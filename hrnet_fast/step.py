@@ -25,7 +25,8 @@ GRAPH_WARMUP_STEPS = 3
 
 def forward_loss(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterion: nn.Module,
                  precision: MixedPrecision) -> torch.Tensor:
-    """Forward in the precision's autocast, loss in fp32."""
+    """Forward in the precision's autocast, loss in fp32. `labels` are class indices [B], or
+    class probabilities [B, C] float (soft targets, from Mixup / CutMix)."""
     with precision.autocast():
         logits = model(x)
     return criterion(logits.float(), labels)
@@ -55,7 +56,8 @@ def train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, criterio
 
 @dataclass(frozen=True)
 class _StaticBuffers:
-    """What a captured step reads and writes at fixed addresses: its input batch and its loss."""
+    """What a captured step reads and writes at fixed addresses: its input batch (labels: class
+    indices, or soft targets [B, C] with mixing), and its loss."""
 
     x: torch.Tensor
     labels: torch.Tensor

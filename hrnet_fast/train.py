@@ -20,8 +20,10 @@ from hrnet_fast import log as logs
 from hrnet_fast.config import TrainConfig, inherit, resolve, resolved
 from hrnet_fast.data import DevicePrefetcher, ShardSource, TrainLoader, ValLoader, open_source
 from hrnet_fast.device import Device, resolve_device
+from hrnet_fast.ema import WeightEma
 from hrnet_fast.errors import UserError
 from hrnet_fast.evaluate import EvalResult, evaluate
+from hrnet_fast.mix import BatchMix
 from hrnet_fast.models import (
     create_model,
     load_weights,
@@ -47,6 +49,7 @@ class TrainSummary:
     steps: int
     epochs_done: int
     best_acc1: float | None
+    best_source: str
     last_eval: EvalResult | None
     stopped_by_signal: bool
     run_dir: Path
@@ -55,7 +58,7 @@ class TrainSummary:
         """RUN_DIR/summary.json: written last, after the final checkpoint, so launchers and
         schedulers can tell a run that saved (also after SIGTERM) from one that died."""
         return {"fps": self.fps if math.isfinite(self.fps) else None, "steps": self.steps,
-                "epochs": self.epochs_done, "best_acc1": self.best_acc1,
+                "epochs": self.epochs_done, "best_acc1": self.best_acc1, "best_source": self.best_source,
                 "last_acc1": self.last_eval.acc1 if self.last_eval else None,
                 "stopped_by_signal": self.stopped_by_signal}
 
@@ -147,13 +150,18 @@ class Trainer:
         model, self.optimizer = build_model_and_optimizer(cfg, device, self.precision,
                                                           sync_bn=cfg.sync_bn and world.distributed)
         self.raw_model = model
+        self.ema = WeightEma(model, self.precision.to_optimizer, cfg.ema_decay) if cfg.ema_decay else None
         if world.distributed and cfg.graph:  # DDP's hooks cannot run inside a captured backward
             distributed.broadcast_from_main([*model.parameters(), *model.buffers(), *self.precision.masters])
         elif world.distributed:
             model = distributed.wrap_ddp(model, device)
         self.eval_model = model  # validation runs eagerly: no compilation for its other shapes
         self.model = device.compile(model) if cfg.compile else model
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        num_classes = resolved(cfg.num_classes, "num_classes")
+        self.mix = (BatchMix(cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch_prob, cfg.label_smoothing,
+                             num_classes, cfg.seed, world.rank) if cfg.mixup or cfg.cutmix else None)
+        # mixing folds the label smoothing into its soft targets, as timm's Mixup does
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=0.0 if self.mix else cfg.label_smoothing)
         self.step_fn = self._step_function()
 
         self.loader = TrainLoader(self.train_source, batch_size=cfg.batch_size, image_size=cfg.image_size,
@@ -167,6 +175,7 @@ class Trainer:
                             "lower --batch-size or --workers")
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_acc1: float | None = None
+        self.best_source = "raw"
         self.last_eval: EvalResult | None = None
         self._last_save = time.monotonic()
         self._resume()
@@ -203,24 +212,32 @@ class Trainer:
                             "resume with the run's --recipe, or start a new --out")
         self.optimizer.load_state_dict(pad_optimizer_state(ckpt["optimizer"], self.optimizer))
         self.precision.load_state_dict(ckpt["precision"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(pad_state_dict(ckpt["ema"], self.raw_model))
+        elif self.ema is not None:
+            self.ema.copy_model()
+            log.info(f"{path} holds no EMA weights: the EMA starts from its weights")
         checkpoint.set_rng_state(ckpt["rng"])
         self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
         self.step, self.best_acc1 = ckpt["step"], ckpt.get("best_acc1")
+        self.best_source = ckpt.get("best_source", "raw") if self.ema is not None else "raw"
         log.info(f"resumed from {path}: epoch {self.epoch}, batch {self.batch_in_epoch}, step {self.step}")
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, best: bool = False) -> None:
         if not self.world.is_main:
             return
+        shapes = official_shapes(self.raw_model)  # whatever --align-channels: padding lives only in memory
         state = checkpoint.build(
-            # official shapes whatever --align-channels: padding lives only in memory
-            model=strip_state_dict(self.precision.master_state_dict(self.raw_model), official_shapes(self.raw_model)),
+            model=strip_state_dict(self.precision.master_state_dict(self.raw_model), shapes),
+            ema=strip_state_dict(self.ema.state_dict(), shapes) if self.ema is not None else None,
             model_name=self.cfg.model, num_classes=resolved(self.cfg.num_classes, "num_classes"), classes=self.classes or [],
             class_names=self.train_source.class_names or {}, image_size=self.cfg.image_size,
             optimizer=strip_optimizer_state(self.optimizer.state_dict(), optimizer_official_shapes(
                 self.optimizer, self.raw_model, self.precision.to_optimizer)),
             precision=self.precision.state_dict(), epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-            step=self.step, best_acc1=self.best_acc1, rng=checkpoint.rng_state(), config=self.cfg.to_json())
+            step=self.step, best_acc1=self.best_acc1, best_source=self.best_source, rng=checkpoint.rng_state(),
+            config=self.cfg.to_json())
         folder = self.run_dir / "checkpoints"
         checkpoint.save_atomic(state, folder / checkpoint.LAST)
         if best:
@@ -253,7 +270,8 @@ class Trainer:
         fps = meter.fps()
         if stopped or self._stop_step_reached():
             self._checkpoint()
-        summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.last_eval, stopped, self.run_dir)
+        summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.best_source, self.last_eval, stopped,
+                               self.run_dir)
         self.log.write_json("summary.json", summary.to_json())
         log.info(f"FPS {fps:.1f}")
         self.log.close()
@@ -280,12 +298,16 @@ class Trainer:
             except StopIteration:
                 raise RuntimeError(f"loader ended after {self.batch_in_epoch} of {steps} batches") from None
             meter.data_wait += time.perf_counter() - wait_start
+            if self.mix is not None:  # keyed by the step: a resumed run mixes as the straight one did
+                x, labels = self.mix(x, labels, self.epoch, self.batch_in_epoch)
             lr = lr_at(cfg, self.epoch + self.batch_in_epoch / steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss_sum += self.step_fn(x, labels)
             interval_steps += 1
             self.step += 1
+            if self.ema is not None:  # eager, after the optimizer step (outside a captured graph)
+                self.ema.update(self.step)
             self.batch_in_epoch += 1
             progress.update(1)
             at_sync = (interval_steps >= cfg.log_interval or self.batch_in_epoch == steps
@@ -355,34 +377,43 @@ class Trainer:
                                   "epoch_seconds": meter.take_epoch_seconds()}
         is_best = self.val_source is None
         if self.val_source is not None and (self.epoch % self.cfg.val_every == 0 or self.epoch == self.cfg.epochs):
-            self.last_eval = self.validate()
+            self.last_eval = self.validate(self.raw_model, self.eval_model)
             record.update(acc1=self.last_eval.acc1, acc5=self.last_eval.acc5, val_images=self.last_eval.images)
-            is_best = self.best_acc1 is None or self.last_eval.acc1 > self.best_acc1
-            if is_best:
-                self.best_acc1 = self.last_eval.acc1
             log.info(f"epoch {epoch_done}: {self.last_eval.line()}")
+            score, source = self.last_eval.acc1, "raw"
+            if self.ema is not None:
+                ema_module = self.ema.eval_module()
+                ema_eval = self.validate(ema_module, ema_module)
+                record.update(ema_acc1=ema_eval.acc1, ema_acc5=ema_eval.acc5)
+                log.info(f"epoch {epoch_done} EMA: {ema_eval.line()}")
+                if ema_eval.acc1 > score:
+                    score, source = ema_eval.acc1, "ema"
+            is_best = self.best_acc1 is None or score > self.best_acc1
+            if is_best:
+                self.best_acc1, self.best_source = score, source
         self.log.metrics(record)
         self._checkpoint(best=is_best)
         self._last_save = time.monotonic()
         meter.start_interval()
 
-    def validate(self) -> EvalResult:
-        """Accuracy of one model, the one checkpoints keep: rank 0's. Each rank's BatchNorm
+    def validate(self, model: nn.Module, forward: nn.Module) -> EvalResult:
+        """Accuracy of `model` (the raw weights or their EMA), run through `forward` (itself or
+        its DDP wrapper): one model, the one checkpoints keep, rank 0's. Each rank's BatchNorm
         statistics follow its own batches (DDP does not broadcast buffers here), so rank 0's are
         sent to all before they share out the val set. With --precise-bn they are first
         recomputed for the current weights, from the start of the next epoch's train stream."""
         if self.cfg.precise_bn:
             batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch), self.device,
                                        dtype=self.precision.input_dtype)
-            recompute_bn_stats(self.raw_model, batches, self.cfg.precise_bn, self.precision.autocast)
+            recompute_bn_stats(model, batches, self.cfg.precise_bn, self.precision.autocast)
         if self.world.distributed:
-            distributed.broadcast_from_main(self.raw_model.buffers())
+            distributed.broadcast_from_main(model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
                            image_size=self.cfg.val_image_size or self.cfg.image_size,
                            rank=self.world.rank, world_size=self.world.size, num_workers=self._val_workers(),
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype)
-        return evaluate(self.eval_model, batches, self.device, self.precision.autocast)
+        return evaluate(forward, batches, self.device, self.precision.autocast)
 
     def _val_workers(self) -> int:
         """As many val readers as keep at least VAL_BATCHES_PER_READER batches each: every reader

@@ -10,10 +10,10 @@ from hrnet_fast.errors import UserError
 
 
 def built(**changes) -> dict:
-    parts = dict(model={"classifier.weight": torch.zeros(10, 4)}, model_name="hrnet_w18_small_v1", num_classes=10,
-                 classes=[f"n{i}" for i in range(10)], class_names={"n0": "zero"}, image_size=32,
+    parts = dict(model={"classifier.weight": torch.zeros(10, 4)}, ema=None, model_name="hrnet_w18_small_v1",
+                 num_classes=10, classes=[f"n{i}" for i in range(10)], class_names={"n0": "zero"}, image_size=32,
                  optimizer={"state": {}, "param_groups": []}, precision={"name": "fp32"}, epoch=1, batch_in_epoch=0,
-                 step=25, best_acc1=12.5, rng=checkpoint.rng_state(), config=resolve({}, 1).to_json())
+                 step=25, best_acc1=12.5, best_source="raw", rng=checkpoint.rng_state(), config=resolve({}, 1).to_json())
     return checkpoint.build(**{**parts, **changes})
 
 
@@ -53,3 +53,11 @@ def test_inference_reads_others_files_and_checks_ours():
     checkpoint.check_entries(timm_like, Path("timm.pth"), checkpoint.INFERENCE_KEYS)
     with pytest.raises(UserError, match=r"image_size is list"):
         checkpoint.check_entries({"image_size": [224, 224]}, Path("x.pt"), checkpoint.INFERENCE_KEYS)
+
+
+def test_best_source_must_name_weights_the_checkpoint_holds():
+    ema = {"classifier.weight": torch.ones(10, 4)}
+    assert built(ema=ema, best_source="ema")["ema"] is ema
+    for wrong in (dict(best_source="ema"), dict(ema=ema, best_source="average")):
+        with pytest.raises(ValueError, match="best_source"):
+            built(**wrong)

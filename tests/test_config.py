@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from hrnet_fast.config import DEFAULTS, RECIPES, inherit, read_settings, resolve
 from hrnet_fast.errors import UserError
-from hrnet_fast.schedule import lr_at
+from hrnet_fast.schedule import SCHEDULES, lr_at
 
 
 def test_reference_recipe_scales_lr_per_128_images():
@@ -42,10 +42,26 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lr_at(cfg, 10.0) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_linear_schedule_warms_up_then_decays_linearly_to_zero():
+    """FFCV's shape: up to the peak at the end of warm-up, a straight line to 0 at the last epoch."""
+    cfg = resolve({"schedule": "linear", "lr": 2.0, "epochs": 12, "warmup_epochs": 2}, world_size=1)
+    assert lr_at(cfg, 1.0) == pytest.approx(1.0)
+    assert lr_at(cfg, 2.0) == pytest.approx(2.0)    # warm-up end: the peak
+    assert lr_at(cfg, 7.0) == pytest.approx(1.0)    # halfway from warm-up end to the last epoch
+    assert lr_at(cfg, 9.5) == pytest.approx(0.5)
+    assert lr_at(cfg, 12.0) == 0.0 and lr_at(cfg, 12.5) == 0.0
+    no_warmup = dataclasses.replace(cfg, warmup_epochs=0.0)
+    assert lr_at(no_warmup, 0.0) == 2.0 and lr_at(no_warmup, 6.0) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("bad, message", [({"recipe": "sgdr"}, "unknown recipe"),
+                                          ({"schedule": "exp"}, "--schedule must be one of step, cosine, linear"),
                                           ({"image_size": 16}, "at least 32"),
                                           ({"epochs": 0}, "at least 1"),
-                                          ({"precise_bn": -1}, "--precise-bn")])
+                                          ({"precise_bn": -1}, "--precise-bn"),
+                                          ({"ema_decay": 1.0}, "--ema-decay"),
+                                          ({"mixup": -0.1}, "--mixup"),
+                                          ({"mix_prob": 1.5}, "--mix-prob")])
 def test_bad_settings_are_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         resolve(bad, world_size=1)
@@ -137,12 +153,23 @@ def test_train_help_is_rendered_from_the_tables():
     assert f"Per-device batch [recipe: {batches}]" in text
     assert f"SGD momentum [{DEFAULTS['momentum']:g}]" in text and "--precise-bn" in text and "--config" in text
     assert "ascend 0.1 per device" in text  # the lr rule, from the recipe
+    assert all(f"{name}: {schedule.about}" in text for name, schedule in SCHEDULES.items())
 
 
 def test_setting_help_shows_each_recipes_value_or_the_default():
     from hrnet_fast.commands.options import setting_help
 
-    assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100]"
-    expected = "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1]"
+    assert setting_help("Epochs", "epochs") == "Epochs [recipe: reference 100, ascend 100, cosine 100, fast 40]"
+    expected = "Label smoothing [recipe: reference 0, ascend 0, cosine 0.1, fast 0.1]"
     assert setting_help("Label smoothing", "label_smoothing") == expected
     assert setting_help("Flips", "hflip") == "Flips [on]" and setting_help("Seed", "seed") == "Seed [0]"
+    assert setting_help("Val", "val_image_size") == "Val [recipe: reference unset, ascend unset, cosine unset, fast 224]"
+
+
+def test_fast_recipe_is_ffcvs_schedule_on_hrnets_lr_rule():
+    cfg = resolve({"recipe": "fast", "image_size": 160}, world_size=8)
+    assert (cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.label_smoothing) == (40, "linear", 2, 0.1)
+    assert cfg.no_wd_norm_bias and cfg.val_image_size == 224 and cfg.image_size == 160  # val stays at 224
+    assert cfg.base_lr == pytest.approx(0.05 * 8 * 128 / 128)
+    assert lr_at(cfg, 2.0) == pytest.approx(cfg.base_lr) and lr_at(cfg, 21.0) == pytest.approx(cfg.base_lr / 2)
+    assert lr_at(cfg, 40.0) == 0.0

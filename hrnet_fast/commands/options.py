@@ -10,6 +10,7 @@ from hrnet_fast.device import BF16_FALLBACK, DEFAULT_CHANNEL_ALIGN, DEFAULT_PREC
 from hrnet_fast.host import MAX_DEFAULT_WORKERS
 from hrnet_fast.models.config import MODEL_NAMES
 from hrnet_fast.precision import PRECISIONS
+from hrnet_fast.schedule import SCHEDULES
 
 DEVICE_CHOICES = ["auto", *KINDS]
 PRECISION_CHOICES = list(PRECISIONS)
@@ -21,6 +22,8 @@ PRECISION_HELP = (" | ".join(f"{name} ({about})" for name, about in PRECISIONS.i
     f"{name} on {kind}" + (f" ({BF16_FALLBACK} without bf16)" if name == "bf16" else "")
     for kind, name in DEFAULT_PRECISION.items()) + "].")
 WORKERS_HELP = f"Loader worker processes per device [this rank's CPU cores - 1, at most {MAX_DEFAULT_WORKERS}]."
+SCHEDULE_CHOICES = list(SCHEDULES)
+SCHEDULE_TEXT = "LR after warm-up: " + "; ".join(f"{name}: {s.about}" for name, s in SCHEDULES.items())
 RECIPE_HELP = "; ".join(f"{name}: {recipe.about}" for name, recipe in RECIPES.items()) + "."
 LR_HELP = ("Peak learning rate [recipe: " + ", ".join(
     f"{name} {recipe.values[rule]:g} {per}" for name, recipe in RECIPES.items()
@@ -28,7 +31,10 @@ LR_HELP = ("Peak learning rate [recipe: " + ", ".join(
 
 
 def shown(value: Any) -> str:
-    """A setting's value as help texts write it: on/off, 1e-4 as 0.0001, milestones as 30/60/90."""
+    """A setting's value as help texts write it: on/off, 1e-4 as 0.0001, milestones as 30/60/90,
+    None (falls back on another setting) as unset."""
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):

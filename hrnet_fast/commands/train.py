@@ -18,6 +18,8 @@ from hrnet_fast.commands.options import (
     PRECISION_CHOICES,
     PRECISION_HELP,
     RECIPE_HELP,
+    SCHEDULE_CHOICES,
+    SCHEDULE_TEXT,
     WORKERS_HELP,
     setting_help,
 )
@@ -42,15 +44,27 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
 @click.option("--lr", type=float, help=LR_HELP)
 @click.option("--momentum", type=float, help=setting_help("SGD momentum", "momentum"))
 @click.option("--weight-decay", type=float, help=setting_help("Weight decay", "weight_decay"))
+@click.option("--schedule", type=click.Choice(SCHEDULE_CHOICES), help=setting_help(SCHEDULE_TEXT, "schedule"))
 @click.option("--warmup-epochs", type=float, help=setting_help("Linear warm-up epochs", "warmup_epochs"))
 @click.option("--label-smoothing", type=float, help=setting_help("Label smoothing", "label_smoothing"))
+@click.option("--mixup", type=float, help=setting_help(
+    "Mixup: blend each batch with itself flipped, lam ~ Beta(A, A) (timm's batch mode; 0: off)", "mixup"))
+@click.option("--cutmix", type=float, help=setting_help(
+    "CutMix: paste a box from the flipped batch, area ~ Beta(A, A) (0: off)", "cutmix"))
+@click.option("--mix-prob", type=float, help=setting_help("Share of batches mixed when --mixup/--cutmix are on",
+                                                          "mix_prob"))
+@click.option("--mix-switch-prob", type=float, help=setting_help(
+    "Share of mixed batches that use CutMix when both are on", "mix_switch_prob"))
+@click.option("--ema-decay", type=float, help=setting_help(
+    "Also keep an EMA of the weights with this decay per step (e.g. 0.9998; timm's ModelEmaV3 with warm-up), "
+    "validated beside the raw weights and saved in checkpoints (0: off)", "ema_decay"))
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--loss-scale", type=float, help="Static loss scale for amp/o2 (Ascend port: 128) [dynamic].")
 @click.option("--image-size", type=int, help=setting_help("Train crop size", "image_size"))
 @click.option("--crop-scale-min", type=float, help=setting_help("Smallest RandomResizedCrop area fraction",
                                                                  "crop_scale_min"))
 @click.option("--hflip/--no-hflip", default=None, help=setting_help("Random horizontal flips", "hflip"))
-@click.option("--val-image-size", type=int, help="Val crop size [--image-size].")
+@click.option("--val-image-size", type=int, help=setting_help("Val crop size (unset: --image-size)", "val_image_size"))
 @click.option("--workers", type=int, help=WORKERS_HELP)
 @click.option("--shuffle-buffer", type=int, help=setting_help(
     "Samples a worker shuffles together: a window of N // batch-size batches (indexed shards), else a buffer",
