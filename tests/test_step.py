@@ -99,13 +99,23 @@ def test_graphed_steps_equal_eager_steps(stand_in, mode):
     assert precision.scaler.get_scale() == eager_precision.scaler.get_scale()
 
 
-def test_a_captured_step_refuses_another_shape(stand_in):
+def test_a_captured_step_captures_once_per_shape_and_replays_a_shape_that_comes_back(stand_in):
+    """Progressive resizing: 32, 64 and 32 px again. Each size warms up and is captured once, the
+    32 px graph replays when that size returns, and every step equals the eager one."""
+    sizes = [32, 32, 32, 64, 64, 64, 32, 32]
+    criterion = nn.CrossEntropyLoss()
+    eager_model, eager_precision, eager_optimizer = _build("fp32")
     model, precision, optimizer = _build("fp32")
-    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer, warmup=1)
-    x, y = next(_batches(1, torch.float32))
-    step(x, y)
-    with pytest.raises(RuntimeError, match="static shapes"):
-        step(x[:4], y[:4])
+    step = GraphedStep(model, criterion, precision, optimizer, warmup=1)
+    eager_losses, losses = [], []
+    for size in sizes:
+        x, y = next(_batches(1, torch.float32, size=size))
+        eager_losses.append(train_step(eager_model, x, y, criterion, eager_precision, eager_optimizer))
+        losses.append(step(x, y))
+    assert stand_in.captures == 2 and stand_in.replays == len(sizes) - 2  # all but one eager warm-up per size
+    assert torch.equal(torch.stack(losses), torch.stack(eager_losses))
+    want, got = eager_precision.master_state_dict(eager_model), precision.master_state_dict(model)
+    assert all(torch.equal(value, got[key]) for key, value in want.items())
 
 
 class CombiningSGD(torch.optim.SGD):
