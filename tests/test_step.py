@@ -261,19 +261,22 @@ def test_train_with_compile_saves_official_keys(tiny_shards, tmp_path, monkeypat
     assert "of this run (3 steps at" in printed  # compile time weighed against the run length
 
 
-def test_trainer_with_a_captured_step_matches_the_eager_trainer(tiny_shards, tmp_path, stand_in):
+@pytest.mark.parametrize("res, sizes", [(None, 1), ("32:64", 2)])
+def test_trainer_with_a_captured_step_matches_the_eager_trainer(tiny_shards, tmp_path, stand_in, res, sizes):
     """`train --graph` wiring: the step object lives across epochs and validation, checkpoints and
-    metrics come out as usual, and the weights equal an eager run's bitwise (fp32, CPU)."""
+    metrics come out as usual, and the weights equal an eager run's bitwise (fp32, CPU); with
+    `--res 32:64` the second epoch's 64 px batches get a graph of their own."""
     from hrnet_fast.train import train
 
     def run(out, graph: bool) -> dict[str, torch.Tensor]:
         train({"shards": str(tiny_shards), "out": str(out), "model": "hrnet_w18_small_v1", "image_size": 32,
-               "batch_size": 25, "workers": 0, "device": "cpu", "epochs": 2, "log_interval": 2, "seed": 5,
-               "lr": 0.05, "graph": graph})
+               "res": res, "batch_size": 25, "workers": 0, "device": "cpu", "epochs": 2, "log_interval": 2,
+               "seed": 5, "lr": 0.05, "graph": graph})
         return torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
 
     eager, graphed = run(tmp_path / "eager", False), run(tmp_path / "graph", True)
-    assert stand_in.captures == 1 and stand_in.replays == 2 * 8 - 3  # 8 steps per epoch, 3 eager first
+    # 8 steps per epoch, 3 eager first for each size
+    assert stand_in.captures == sizes and stand_in.replays == 2 * 8 - 3 * sizes
     assert all(torch.equal(eager[key], graphed[key]) for key in eager)
 
 
