@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.host import default_workers
+from hrnet_fast.resolution import parse_res
 from hrnet_fast.schedule import SCHEDULES
 
 T = TypeVar("T")
@@ -47,7 +48,8 @@ class TrainConfig:
     ema_decay: float = 0.0                # EMA of the weights, decay per step (0: off); see hrnet_fast.ema
     precision: str | None = None       # None: the device's default
     loss_scale: float | None = None    # None: dynamic
-    image_size: int = 224
+    image_size: int = 224                 # train crop size without --res; the val size's fallback
+    res: str | None = None                # progressive resizing, START:END[:FROM_EPOCH:TO_EPOCH] (see resolution)
     crop_scale_min: float = 0.08          # RandomResizedCrop's smallest area fraction
     hflip: bool = True
     val_image_size: int | None = None
@@ -105,11 +107,15 @@ RECIPES: dict[str, Recipe] = {
                      dict(epochs=100, batch_size=128, schedule="cosine", warmup_epochs=5, label_smoothing=0.1,
                           no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, lr_per_128=0.05)),
     # FFCV's ResNet-50 ImageNet recipe (its rn50 configs: short runs, a 2-epoch ramp, linear decay to 0, label
-    # smoothing 0.1, no decay on BN) carried over; lr and optimizer stay HRNet's; without progressive resizing.
+    # smoothing 0.1, no decay on BN, train crops 160 -> 192) carried over; lr and optimizer stay HRNet's.
+    # The crop ramp spans the whole run (FFCV's 40-epoch config ramps over epochs 29-34) so that it
+    # follows --epochs; an --image-size given replaces it (see resolve).
     "fast": Recipe("FFCV's ResNet schedule carried to HRNet, derived, not measured on ImageNet: 40 epochs, "
-                   "2 warm-up epochs, linear decay to 0, label smoothing, no weight decay on BN and bias, val at 224",
+                   "2 warm-up epochs, linear decay to 0, label smoothing, no weight decay on BN and bias, "
+                   "train crops 160 -> 192 px over the run, val at 224",
                    dict(epochs=40, batch_size=128, schedule="linear", warmup_epochs=2, label_smoothing=0.1,
-                        no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, val_image_size=224, lr_per_128=0.05)),
+                        no_wd_norm_bias=True, weight_decay=1e-4, nesterov=True, res="160:192", val_image_size=224,
+                        lr_per_128=0.05)),
 }
 
 
@@ -164,6 +170,8 @@ def resolve(overrides: dict[str, Any], world_size: int, *, default_precision: st
     if recipe_name not in RECIPES:
         raise UserError(f"unknown recipe {recipe_name!r}: choose one of {', '.join(RECIPES)}")
     recipe = {k: v for k, v in RECIPES[recipe_name].values.items() if k not in LR_RULES}
+    if overrides.get("image_size") is not None and overrides.get("res") is None:
+        recipe.pop("res", None)  # a constant size asked for: the recipe's ramp yields to it
     unknown = set(overrides) - set(SETTINGS)
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))}")
@@ -224,3 +232,5 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    if cfg.res is not None:
+        parse_res(cfg.res, cfg.epochs)

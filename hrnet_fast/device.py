@@ -188,7 +188,8 @@ class Device:
 
     # ---- compilation and graph capture ---------------------------------------------------------
     def compile(self, model: torch.nn.Module, backend: str | None = None) -> torch.nn.Module:
-        """torch.compile for this device, static shapes (the loader's batches never change shape).
+        """torch.compile for this device, static shapes: each batch shape compiles once (a run has
+        one, or one per `--res` crop size; more than Dynamo's recompile_limit, 8, would run eagerly).
 
         Inductor on CUDA and the CPU (its compiled kernels are cached on disk, so a rerun compiles
         in seconds); on Ascend, torchair's graph backend when it is installed.

@@ -64,15 +64,27 @@ class _StaticBuffers:
     loss: torch.Tensor
 
 
+@dataclass
+class _Capture:
+    """One input shape's static buffers, the calls it has had, and its graph once captured."""
+
+    static: _StaticBuffers
+    calls: int = 0
+    replay: Callable[[], None] | None = None
+
+
 class GraphedStep:
-    """`train_step` with forward, loss and backward captured once and replayed every step after.
+    """`train_step` with forward, loss and backward captured once per input shape and replayed
+    every step after.
 
     Everything the graph writes lives at addresses fixed before the first step (static input
     buffers, the gradients, the loss) and is written in place, so replaying the kernels and
-    rerunning the Python are the same work. The first GRAPH_WARMUP_STEPS calls run that work
-    eagerly on a side stream (cuDNN autotuning, lazy initialisation); the next captures it, and
-    every call copies its batch into the static buffers and replays. Steps are real from the
-    first call on: the same math, in the same order, as `train_step`.
+    rerunning the Python are the same work. The first GRAPH_WARMUP_STEPS calls of a shape run that
+    work eagerly on a side stream (cuDNN autotuning, lazy initialisation); the next captures it,
+    and every call copies its batch into that shape's static buffers and replays. A shape that
+    comes back (progressive resizing) replays its graph again; all graphs write the same
+    gradients. Steps are real from the first call on: the same math, in the same order, as
+    `train_step`.
 
     With several processes there is no DDP (its hooks run inside backward): `reduce_gradients`
     averages the optimizer's gradients, which sit in one flat buffer per dtype, with a single
@@ -93,36 +105,37 @@ class GraphedStep:
         self._warmup_stream = self.device.new_stream()  # one stream: its cached blocks are reused
         self.reduce_gradients = reduce_gradients
         self.calls = 0
-        self._replay: Callable[[], None] | None = None
-        self._static: _StaticBuffers | None = None  # allocated at the first call, from its batch
+        self._captures: dict[tuple[torch.Size, torch.Size], _Capture] = {}  # by (x, labels) shape
         self._model_gradients: list[torch.Tensor] = []
         self._flat_gradients: list[torch.Tensor] = []
         self._gradient_addresses: list[int] = []
 
     @property
     def captured(self) -> bool:
-        return self._replay is not None
+        """Whether a graph has been captured (for any shape)."""
+        return any(capture.replay is not None for capture in self._captures.values())
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         try:
-            static = self._static
-            if static is None:
-                static = self._static = self._allocate(x, labels)
-            self._fill(static, x, labels)
-            if self._replay is not None:
-                self._replay()
-            elif self.calls <= self.warmup:
+            capture = self._capture_for(x, labels)
+            capture.calls += 1
+            static = capture.static
+            static.x.copy_(x)
+            static.labels.copy_(labels)
+            if capture.replay is not None:
+                capture.replay()
+            elif capture.calls <= self.warmup:
                 with self.device.side_stream(self._warmup_stream):
                     self._work(static)
             else:
                 self.device.synchronize()
-                self._replay = self.device.capture(lambda: self._work(static))
-                self._replay()
+                capture.replay = self.device.capture(lambda: self._work(static))
+                capture.replay()
             if self.reduce_gradients is not None:
                 self.reduce_gradients(self._flat_gradients)
             self.precision.step(self.optimizer)
-            if self.calls <= self.warmup + 1:
+            if capture.calls <= self.warmup + 1:
                 self._check_gradients_stay()
         except RuntimeError as exc:
             if self.device.is_out_of_memory(exc):
@@ -130,11 +143,17 @@ class GraphedStep:
             raise
         return static.loss.clone()
 
-    def _allocate(self, x: torch.Tensor, labels: torch.Tensor) -> _StaticBuffers:
-        static = _StaticBuffers(torch.empty_like(x), torch.empty_like(labels), torch.zeros((), device=x.device))
-        self._model_gradients, self._flat_gradients = self.precision.allocate_gradients()
-        self._gradient_addresses = self._optimizer_gradient_addresses()
-        return static
+    def _capture_for(self, x: torch.Tensor, labels: torch.Tensor) -> _Capture:
+        """This shape's capture, new (with its static buffers) at its first call. The gradients
+        are allocated once, at the very first call, and shared by every shape's graph."""
+        if not self._captures:
+            self._model_gradients, self._flat_gradients = self.precision.allocate_gradients()
+            self._gradient_addresses = self._optimizer_gradient_addresses()
+        key = (x.shape, labels.shape)
+        if key not in self._captures:
+            static = _StaticBuffers(torch.empty_like(x), torch.empty_like(labels), torch.zeros((), device=x.device))
+            self._captures[key] = _Capture(static)
+        return self._captures[key]
 
     def _optimizer_gradient_addresses(self) -> list[int]:
         return [p.grad.data_ptr() if p.grad is not None else 0
@@ -146,14 +165,6 @@ class GraphedStep:
         if self._optimizer_gradient_addresses() != self._gradient_addresses:
             raise RuntimeError(f"{type(self.optimizer).__name__} moved gradients out of the buffers the "
                                "captured step writes: use an optimizer that updates them in place")
-
-    @staticmethod
-    def _fill(static: _StaticBuffers, x: torch.Tensor, labels: torch.Tensor) -> None:
-        if x.shape != static.x.shape or labels.shape != static.labels.shape:
-            raise RuntimeError(f"a captured step needs static shapes: got {tuple(x.shape)}, "
-                               f"captured {tuple(static.x.shape)}")
-        static.x.copy_(x)
-        static.labels.copy_(labels)
 
     def _work(self, static: _StaticBuffers) -> None:
         """Forward, loss and backward on the static buffers: what the graph records."""

@@ -36,6 +36,7 @@ from hrnet_fast.models import (
 )
 from hrnet_fast.precise_bn import recompute_bn_stats
 from hrnet_fast.precision import MixedPrecision, param_groups
+from hrnet_fast.resolution import image_size_at
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
 from hrnet_fast.step import make_step
@@ -174,6 +175,7 @@ class Trainer:
             raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
                             "lower --batch-size or --workers")
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.image_size: int | None = None  # the train crop size of the epoch running (see resolution.py)
         self.best_acc1: float | None = None
         self.best_source = "raw"
         self.last_eval: EvalResult | None = None
@@ -284,8 +286,11 @@ class Trainer:
         """Train until the epoch ends ("epoch"), --stop-step ("stop_step") or a signal ("signal")."""
         cfg, steps = self.cfg, self.steps_per_epoch
         self.model.train()
-        batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch, skip_batches=self.batch_in_epoch),
-                                   self.device, dtype=self.precision.input_dtype)
+        image_size = image_size_at(cfg, self.epoch)
+        if image_size != self.image_size:  # a new shape: compiled or captured anew (see make_step)
+            log.info(f"epoch {self.epoch}: train crops of {image_size} px")
+            self.image_size = image_size
+        batches = self._train_batches(self.batch_in_epoch)
         progress = self._progress(steps, self.batch_in_epoch)
         loss_sum = torch.zeros((), device=self.device.torch_device)
         interval_steps = 0
@@ -333,6 +338,11 @@ class Trainer:
         flag = torch.tensor([1 if stop.requested else 0], device=self.device.torch_device)
         return bool(distributed.all_reduce_max(flag).item())
 
+    def _train_batches(self, skip_batches: int = 0) -> DevicePrefetcher:
+        """This epoch's train batches on the device, cropped to its size (see resolution.py)."""
+        batches = self.loader.epoch_iter(self.epoch, skip_batches, image_size=image_size_at(self.cfg, self.epoch))
+        return DevicePrefetcher(batches, self.device, dtype=self.precision.input_dtype)
+
     def _sync_point(self, meter: RateMeter, loss_sum: torch.Tensor, n: int, lr: float, progress) -> None:
         loss = float(loss_sum.item()) / max(n, 1)  # the only host sync, once per interval
         meter.end_interval(n)
@@ -345,7 +355,7 @@ class Trainer:
             self._report_warmup(meter)
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
         self.log.metrics({"kind": "train", "epoch": self.epoch, "step": self.step, "loss": loss, "lr": lr,
-                          "images_per_s": rate, "data_wait_share": meter.last_wait_share,
+                          "image_size": self.image_size, "images_per_s": rate, "data_wait_share": meter.last_wait_share,
                           "skipped_steps": int(self.precision.skipped.item())})
         if time.monotonic() - self._last_save > self.cfg.ckpt_minutes * 60:
             self._checkpoint()
@@ -374,6 +384,7 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         record: dict[str, Any] = {"kind": "epoch", "epoch": epoch_done, "step": self.step,
+                                  "image_size": self.image_size,
                                   "epoch_seconds": meter.take_epoch_seconds()}
         is_best = self.val_source is None
         if self.val_source is not None and (self.epoch % self.cfg.val_every == 0 or self.epoch == self.cfg.epochs):
@@ -403,9 +414,7 @@ class Trainer:
         sent to all before they share out the val set. With --precise-bn they are first
         recomputed for the current weights, from the start of the next epoch's train stream."""
         if self.cfg.precise_bn:
-            batches = DevicePrefetcher(self.loader.epoch_iter(self.epoch), self.device,
-                                       dtype=self.precision.input_dtype)
-            recompute_bn_stats(model, batches, self.cfg.precise_bn, self.precision.autocast)
+            recompute_bn_stats(model, self._train_batches(), self.cfg.precise_bn, self.precision.autocast)
         if self.world.distributed:
             distributed.broadcast_from_main(model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,

@@ -9,6 +9,7 @@ from conftest import run_cli
 
 from hrnet_fast.config import DEFAULTS, RECIPES, inherit, read_settings, resolve
 from hrnet_fast.errors import UserError
+from hrnet_fast.resolution import Ramp, image_size_at, parse_res
 from hrnet_fast.schedule import SCHEDULES, lr_at
 
 
@@ -173,3 +174,36 @@ def test_fast_recipe_is_ffcvs_schedule_on_hrnets_lr_rule():
     assert cfg.base_lr == pytest.approx(0.05 * 8 * 128 / 128)
     assert lr_at(cfg, 2.0) == pytest.approx(cfg.base_lr) and lr_at(cfg, 21.0) == pytest.approx(cfg.base_lr / 2)
     assert lr_at(cfg, 40.0) == 0.0
+    ramp = resolve({"recipe": "fast"}, world_size=1)  # without --image-size: FFCV's 160 -> 192 over the run
+    assert ramp.res == "160:192" and [image_size_at(ramp, e) for e in (0, 19, 20, 39)] == [160, 160, 192, 192]
+
+
+def test_res_ramps_linearly_in_steps_of_32_and_holds_outside_its_epochs():
+    assert parse_res("160:192", epochs=40) == Ramp(160, 192, 0, 39)  # defaults: the whole run
+    ramp = parse_res("128:256:2:6", epochs=10)  # 32 px per epoch from epoch 2 to 6
+    assert [ramp.size_at(e) for e in range(10)] == [128, 128, 128, 160, 192, 224, 256, 256, 256, 256]
+    # 181.3 and 202.7 px on the line: each to the nearest multiple of 32
+    assert [parse_res("160:224:0:3", 4).size_at(e) for e in range(4)] == [160, 192, 192, 224]
+    assert parse_res("32:64", 3).size_at(1) == 64          # 48 px: halves round up
+    assert parse_res("256:128", 5).size_at(2) == 192       # shrinking works the same way
+    assert parse_res("64:96:1:1", 3).size_at(0) == 64 and parse_res("64:96:1:1", 3).size_at(1) == 96  # a step
+    cfg = resolve({"res": "32:96", "epochs": 3, "image_size": 224}, world_size=1)
+    assert [image_size_at(cfg, e) for e in range(3)] == [32, 64, 96]  # --res wins over --image-size
+    assert image_size_at(resolve({"image_size": 96}, world_size=1), 5) == 96  # no --res: one size
+
+
+@pytest.mark.parametrize("res, message", [("160", "write START:END"), ("a:b", "write START:END"),
+                                          ("160:192:1", "write START:END"), ("16:32", "multiples of 32"),
+                                          ("160:200", "multiples of 32"), ("160:192:5:2", "FROM_EPOCH <= TO_EPOCH"),
+                                          ("160:192:0:10", r"< --epochs \(10\)"), ("160:192:-1:3", "0 <=")])
+def test_bad_res_is_a_user_error(res, message):
+    with pytest.raises(UserError, match=message):
+        resolve({"res": res, "epochs": 10}, world_size=1)
+
+
+def test_a_recipes_res_yields_to_an_image_size_and_survives_config_json(tmp_path):
+    assert resolve({"recipe": "fast", "image_size": 192}, world_size=1).res is None
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(resolve({"res": "64:128:1:2", "epochs": 4}, 1).to_json()))
+    cfg = resolve(inherit({}, read_settings(path))[0], 1)
+    assert cfg.res == "64:128:1:2" and [image_size_at(cfg, e) for e in range(4)] == [64, 64, 128, 128]

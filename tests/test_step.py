@@ -99,13 +99,23 @@ def test_graphed_steps_equal_eager_steps(stand_in, mode):
     assert precision.scaler.get_scale() == eager_precision.scaler.get_scale()
 
 
-def test_a_captured_step_refuses_another_shape(stand_in):
+def test_a_captured_step_captures_once_per_shape_and_replays_a_shape_that_comes_back(stand_in):
+    """Progressive resizing: 32, 64 and 32 px again. Each size warms up and is captured once, the
+    32 px graph replays when that size returns, and every step equals the eager one."""
+    sizes = [32, 32, 32, 64, 64, 64, 32, 32]
+    criterion = nn.CrossEntropyLoss()
+    eager_model, eager_precision, eager_optimizer = _build("fp32")
     model, precision, optimizer = _build("fp32")
-    step = GraphedStep(model, nn.CrossEntropyLoss(), precision, optimizer, warmup=1)
-    x, y = next(_batches(1, torch.float32))
-    step(x, y)
-    with pytest.raises(RuntimeError, match="static shapes"):
-        step(x[:4], y[:4])
+    step = GraphedStep(model, criterion, precision, optimizer, warmup=1)
+    eager_losses, losses = [], []
+    for size in sizes:
+        x, y = next(_batches(1, torch.float32, size=size))
+        eager_losses.append(train_step(eager_model, x, y, criterion, eager_precision, eager_optimizer))
+        losses.append(step(x, y))
+    assert stand_in.captures == 2 and stand_in.replays == len(sizes) - 2  # all but one eager warm-up per size
+    assert torch.equal(torch.stack(losses), torch.stack(eager_losses))
+    want, got = eager_precision.master_state_dict(eager_model), precision.master_state_dict(model)
+    assert all(torch.equal(value, got[key]) for key, value in want.items())
 
 
 class CombiningSGD(torch.optim.SGD):
@@ -251,19 +261,22 @@ def test_train_with_compile_saves_official_keys(tiny_shards, tmp_path, monkeypat
     assert "of this run (3 steps at" in printed  # compile time weighed against the run length
 
 
-def test_trainer_with_a_captured_step_matches_the_eager_trainer(tiny_shards, tmp_path, stand_in):
+@pytest.mark.parametrize("res, sizes", [(None, 1), ("32:64", 2)])
+def test_trainer_with_a_captured_step_matches_the_eager_trainer(tiny_shards, tmp_path, stand_in, res, sizes):
     """`train --graph` wiring: the step object lives across epochs and validation, checkpoints and
-    metrics come out as usual, and the weights equal an eager run's bitwise (fp32, CPU)."""
+    metrics come out as usual, and the weights equal an eager run's bitwise (fp32, CPU); with
+    `--res 32:64` the second epoch's 64 px batches get a graph of their own."""
     from hrnet_fast.train import train
 
     def run(out, graph: bool) -> dict[str, torch.Tensor]:
         train({"shards": str(tiny_shards), "out": str(out), "model": "hrnet_w18_small_v1", "image_size": 32,
-               "batch_size": 25, "workers": 0, "device": "cpu", "epochs": 2, "log_interval": 2, "seed": 5,
-               "lr": 0.05, "graph": graph})
+               "res": res, "batch_size": 25, "workers": 0, "device": "cpu", "epochs": 2, "log_interval": 2,
+               "seed": 5, "lr": 0.05, "graph": graph})
         return torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
 
     eager, graphed = run(tmp_path / "eager", False), run(tmp_path / "graph", True)
-    assert stand_in.captures == 1 and stand_in.replays == 2 * 8 - 3  # 8 steps per epoch, 3 eager first
+    # 8 steps per epoch, 3 eager first for each size
+    assert stand_in.captures == sizes and stand_in.replays == 2 * 8 - 3 * sizes
     assert all(torch.equal(eager[key], graphed[key]) for key in eager)
 
 

@@ -195,3 +195,18 @@ def test_config_json_is_resolves_output_and_seeds_a_new_run(tiny_shards, tmp_pat
     again = json.loads((second / "config.json").read_text())
     differ = {key for key in saved if saved[key] != again[key]}
     assert again["epochs"] == 7 and differ - set(RUN_LOCAL) == {"epochs"}
+
+
+def test_progressive_resizing_logs_each_epochs_size_and_resumes_at_it(tiny_shards, tmp_path):
+    """--res 32:64 over 3 epochs: 32 px, then 48 rounded up to 64, then 64. Stopped in epoch 1 and
+    resumed with only --resume, the run continues at that epoch's 64 px, from its saved config."""
+    run = tmp_path / "run"
+    train(tiny_shards, run, "--epochs", "3", "--res", "32:64", "--stop-step", "30")  # 25 steps an epoch
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    result = run_cli("-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(run),
+                     "--model", "hrnet_w18_small_v1", "--device", "cpu", "--resume", "auto")
+    assert "res=32:64" in result.stdout and "epoch 1: train crops of 64 px" in result.stdout
+    records = metrics(run)
+    assert [(r["epoch"], r["image_size"]) for r in records if r["kind"] == "epoch"] == [(0, 32), (1, 64), (2, 64)]
+    trained = {(r["epoch"], r["image_size"]) for r in records if r["kind"] == "train"}
+    assert trained == {(0, 32), (1, 64), (2, 64)}

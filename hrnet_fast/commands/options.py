@@ -10,6 +10,7 @@ from hrnet_fast.device import BF16_FALLBACK, DEFAULT_CHANNEL_ALIGN, DEFAULT_PREC
 from hrnet_fast.host import MAX_DEFAULT_WORKERS
 from hrnet_fast.models.config import MODEL_NAMES
 from hrnet_fast.precision import PRECISIONS
+from hrnet_fast.resolution import RES_FORMAT, SIZE_STEP
 from hrnet_fast.schedule import SCHEDULES
 
 DEVICE_CHOICES = ["auto", *KINDS]
@@ -24,6 +25,9 @@ PRECISION_HELP = (" | ".join(f"{name} ({about})" for name, about in PRECISIONS.i
 WORKERS_HELP = f"Loader worker processes per device [this rank's CPU cores - 1, at most {MAX_DEFAULT_WORKERS}]."
 SCHEDULE_CHOICES = list(SCHEDULES)
 SCHEDULE_TEXT = "LR after warm-up: " + "; ".join(f"{name}: {s.about}" for name, s in SCHEDULES.items())
+RES_HELP = (f"Progressive resizing, {RES_FORMAT}: train crops go linearly from START px at FROM_EPOCH [0] "
+            f"to END px at TO_EPOCH [the last epoch], in steps of {SIZE_STEP} px; a recipe's ramp yields to an "
+            "--image-size given")
 RECIPE_HELP = "; ".join(f"{name}: {recipe.about}" for name, recipe in RECIPES.items()) + "."
 LR_HELP = ("Peak learning rate [recipe: " + ", ".join(
     f"{name} {recipe.values[rule]:g} {per}" for name, recipe in RECIPES.items()

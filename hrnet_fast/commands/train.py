@@ -18,6 +18,7 @@ from hrnet_fast.commands.options import (
     PRECISION_CHOICES,
     PRECISION_HELP,
     RECIPE_HELP,
+    RES_HELP,
     SCHEDULE_CHOICES,
     SCHEDULE_TEXT,
     WORKERS_HELP,
@@ -60,7 +61,9 @@ from hrnet_fast.config import RECIPES, RUN_LOCAL, TrainConfig
     "validated beside the raw weights and saved in checkpoints (0: off)", "ema_decay"))
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), help=PRECISION_HELP)
 @click.option("--loss-scale", type=float, help="Static loss scale for amp/o2 (Ascend port: 128) [dynamic].")
-@click.option("--image-size", type=int, help=setting_help("Train crop size", "image_size"))
+@click.option("--image-size", type=int, help=setting_help("Train crop size (with --res: the val size's fallback only)",
+                                                            "image_size"))
+@click.option("--res", help=setting_help(RES_HELP, "res"))
 @click.option("--crop-scale-min", type=float, help=setting_help("Smallest RandomResizedCrop area fraction",
                                                                  "crop_scale_min"))
 @click.option("--hflip/--no-hflip", default=None, help=setting_help("Random horizontal flips", "hflip"))

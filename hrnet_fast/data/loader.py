@@ -118,22 +118,26 @@ class TrainLoader:
         return (f"plan whole-shards (shards without a sample index): shards permuted per epoch, "
                 f"a shuffle buffer of {self.shuffle_buffer} samples per worker")
 
-    def epoch_iter(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple]:
-        """This rank's batches of `epoch` from batch `skip_batches` on (to resume mid-epoch).
+    def epoch_iter(self, epoch: int, skip_batches: int = 0, image_size: int | None = None) -> Iterator[tuple]:
+        """This rank's batches of `epoch` from batch `skip_batches` on (to resume mid-epoch), cropped
+        to `image_size` (progressive resizing: each epoch starts its workers anew, so each may
+        have its own size; None: the loader's).
 
         Skipped batches are never decoded. `stats` restarts at zero and holds the epoch's faults so far.
         """
         if not 0 <= skip_batches <= self.batches_per_epoch:
             raise UserError(f"cannot skip {skip_batches} batches of an epoch of {self.batches_per_epoch}")
+        size = self.image_size if image_size is None else image_size
+        check_args(self.batch_size, size, self.rank, self.world_size, self.num_workers)
         plan = self.plan(epoch)
         stream: IterableDataset
         if isinstance(plan, SamplePlan):
             stream = RangeStream(self.source, plan, epoch, self.seed, self.rank, self.world_size, self.batch_size,
-                                 self.image_size, self.window, skip_batches, self.with_keys, self.crop_scale,
+                                 size, self.window, skip_batches, self.with_keys, self.crop_scale,
                                  self.hflip)
         else:
             stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
-                                 self.batch_size, self.image_size, self.shuffle_buffer, skip_batches,
+                                 self.batch_size, size, self.shuffle_buffer, skip_batches,
                                  self.with_keys, self.crop_scale, self.hflip)
         self.stats = Faults()
         limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
