@@ -1,0 +1,312 @@
+"""Epochs and seconds to a target Acc@1 for each training recipe, side by side. Not a speed ratio.
+
+    python benchmarks/time_to_accuracy.py [--sets digits,hard] [--configs reference,fast+ema,...]
+        [--epochs E] [--target digits=95,hard=80] [--quick] [--json]
+
+Why: users buy hours to a target accuracy, not images/s. This trains each configuration with
+`hrnet-fast train` (a subprocess on the CPU, seeded, in a temporary --out) for a fixed epoch budget,
+reads RUN/metrics.jsonl and reports the first epoch whose accuracy reaches the target, the train
+seconds up to it and the best Acc@1, as a Markdown table (with `--json`, one JSON object last).
+
+Measured, and how:
+- A run's accuracy at an epoch is the better of `acc1` and `ema_acc1` (the EMA weights' Acc@1, on
+  with --ema-decay): the checkpoint `best.pt` keeps whichever wins, so that is what a user gets.
+- Seconds to target sum the epochs' `epoch_seconds` up to that epoch: train steps and the loader,
+  validation and --precise-bn excluded (they cost the same for every recipe and run per epoch only
+  to draw this curve), Python and model start-up excluded too.
+- Configurations: recipes `reference`, `cosine` and `fast`, each plain, `+ema` (--ema-decay 0.99) and
+  `+mix` (--mixup 0.2 --cutmix 1.0). The lr is each recipe's rule (0.05 per 128 images = 0.0125 at
+  batch 32); warm-up is capped at 1 epoch (cosine's 5 and fast's 2 would fill a short budget);
+  reference's step milestones (30/60/90) lie past it, so it runs at constant lr as its first 30
+  epochs would. EMA decay 0.99: its half-life is 69 steps, 1.5 epochs of the 45 steps a digits
+  epoch has, so it averages over the last epoch or two; hrnet_fast.ema warms the decay up as timm
+  does (1 - (1 + n)^-3/4), which reaches 0.99 only after ~460 steps, so under that any target
+  decay ≥ 0.98 behaves alike and 0.99 is what the longest runs here end at (0.9998 would not).
+- Train settings are tools/demo.sh's: hrnet_w18_small_v1, batch 32, 2 workers, --precise-bn 8,
+  --crop-scale-min 0.35, --no-hflip (a flipped digit is another glyph).
+
+Sets:
+- `digits`: the demo's data (tools/make_digits.py at 32 px: sklearn's 8x8 digits upscaled to fill
+  the frame), target 95 %. Since 32 px is the smallest size HRNet takes (it downsamples 32x), fast's
+  crop ramp has nowhere to go (--res 32:32): there fast is its schedule only (linear decay, label
+  smoothing, no decay on BN and bias).
+- `hard`: derived here from the same digits with a seeded numpy RNG: a 64 px canvas with a mottled
+  background and 3-6 dark random strokes (clutter that looks like ink), the digit scaled to 20-48 px
+  and placed at a random position, each image anew (val too). Why: full-frame digits reach ~95 % in
+  two or three epochs under every recipe, so the table cannot tell recipes apart; here the model must
+  find a small digit among strokes at any position and scale, RandomResizedCrop at scale 0.35 can cut
+  the digit off (the loader's crop matters), and 64 px leaves fast room to ramp its crops 32 -> 64
+  (--res 32:64, val at 64; 32 px epochs cost about a quarter of 64 px ones). Target 80 %, a first
+  guess below the digits' 95 % for a harder task; calibrate it with a long run before quoting it.
+
+It trains 9 configurations per set for minutes each on a CPU, so benchmarks/run_all.py (speed
+ratios against a baseline tool, each script under a timeout of minutes) does not run it: it stands
+alone, like demo_spread.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hrnet_fast.config import RECIPES  # noqa: E402
+from tools.make_digits import NAMES  # noqa: E402
+
+BASE_FLAGS = ["--model", "hrnet_w18_small_v1", "--precise-bn", "8", "--crop-scale-min", "0.35", "--no-hflip",
+              "--device", "cpu", "--log-interval", "10"]
+VARIANTS: dict[str, list[str]] = {"": [], "+ema": ["--ema-decay", "0.99"], "+mix": ["--mixup", "0.2", "--cutmix", "1.0"]}
+ALL_CONFIGS = [f"{recipe}{variant}" for recipe in ("reference", "cosine", "fast") for variant in VARIANTS]
+MAX_WARMUP_EPOCHS = 1.0
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One benchmark data set: its image size, fast's crop ramp on it, and its default target."""
+
+    size: int
+    res: str
+    target: float
+    draw: Callable[[np.ndarray, np.random.Generator], Image.Image]
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one configuration's training reached: per-epoch accuracy and cumulative train seconds."""
+
+    config: str
+    accs: list[float]
+    seconds: list[float]
+    wall_s: float
+
+    def epochs_to(self, target: float) -> int | None:
+        """1-based count of epochs trained when accuracy first reached `target` (None: never)."""
+        return next((i + 1 for i, acc in enumerate(self.accs) if acc >= target), None)
+
+    def seconds_to(self, target: float) -> float | None:
+        epochs = self.epochs_to(target)
+        return None if epochs is None else self.seconds[epochs - 1]
+
+    def best(self) -> float:
+        return max(self.accs, default=math.nan)
+
+
+def ink(pixels: np.ndarray, size: int) -> np.ndarray:
+    """An 8x8 sklearn digit (0-16) as `size` px gray, dark ink on white, as tools/make_digits.py draws it."""
+    gray = (255 - pixels * (255 / 16)).clip(0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(gray, "L").resize((size, size), Image.BICUBIC))
+
+
+def draw_digit(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """The demo's image: the digit fills a 32 px frame (rng unused: the same bytes as make_digits --size 32)."""
+    return Image.fromarray(ink(pixels, 32), "L").convert("RGB")
+
+
+def draw_hard(pixels: np.ndarray, rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """The digit at a random scale and place on a mottled background crossed by random dark strokes."""
+    mottle = rng.uniform(150, 255, (4, 4)).astype(np.uint8)
+    canvas = Image.fromarray(mottle, "L").resize((size, size), Image.BICUBIC)
+    pen = ImageDraw.Draw(canvas)
+    for _ in range(rng.integers(3, 7)):
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(0, size, 4))
+        pen.line((x0, y0, x1, y1), fill=int(rng.integers(0, 120)), width=int(rng.integers(1, 4)))
+    scale = int(rng.integers(20, 49))
+    x, y = (int(v) for v in rng.integers(0, size - scale + 1, 2))
+    background = np.asarray(canvas).copy()
+    window = background[y:y + scale, x:x + scale]
+    background[y:y + scale, x:x + scale] = np.minimum(window, ink(pixels, scale))  # ink darkens, paper shows through
+    return Image.fromarray(background, "L").convert("RGB")
+
+
+SETS: dict[str, DataSet] = {
+    "digits": DataSet(size=32, res="32:32", target=95.0, draw=draw_digit),
+    "hard": DataSet(size=64, res="32:64", target=80.0, draw=draw_hard),
+}
+
+
+def write_images(out: Path, draw: Callable[[np.ndarray, np.random.Generator], Image.Image], seed: int = 0,
+                 val_every: int = 5) -> None:
+    """ImageNet-layout JPEG folders of sklearn's digits, split as tools/make_digits.py splits them."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    seen = np.zeros(10, dtype=int)
+    for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        split = "val" if seen[label] % val_every == val_every - 1 else "train"
+        seen[label] += 1
+        folder = out / split / f"digit{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        draw(pixels, rng).save(folder / f"digit{label}_{index:04d}.JPEG", quality=95)
+    (out / "synset_names.txt").write_text("".join(f"digit{k} {name}\n" for k, name in enumerate(NAMES)))
+
+
+def child_env() -> dict[str, str]:
+    """This interpreter's packages and this checkout for the subprocesses."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+
+
+def run_checked(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"{what} failed with exit {done.returncode}:\n{done.stderr[-3000:]}")
+
+
+def pack(images: Path, shards: Path, per_class_limit: int | None, workers: int) -> None:
+    """Shards as the demo packs them: 103 per shard = 7 per worker of 2 for the 1442 train digits."""
+    shard_size = 103 if per_class_limit is None else max(1, per_class_limit * 10 // (2 * workers))
+    cmd = [sys.executable, "-m", "pack", "imagenet", str(images), "--out", str(shards), "--shard-size",
+           str(shard_size), "--synset-names", str(images / "synset_names.txt"), "--resize", "0", "--workers", "1"]
+    if per_class_limit is not None:
+        cmd += ["--per-class-limit", str(per_class_limit)]
+    run_checked(cmd, f"packing {images}")
+
+
+def prepare(name: str, root: Path, per_class_limit: int | None, workers: int) -> Path:
+    """Generate and pack one set under `root`; returns its shard folder."""
+    images, shards = root / f"{name}-images", root / f"{name}-shards"
+    write_images(images, SETS[name].draw)
+    pack(images, shards, per_class_limit, workers)
+    return shards
+
+
+def train_flags(config: str, data: DataSet, epochs: int, batch_size: int, workers: int, seed: int) -> list[str]:
+    """`hrnet-fast train` flags for one configuration ("fast+ema": recipe fast with the +ema variant)."""
+    recipe, plus, variant = config.partition("+")
+    flags = [*BASE_FLAGS, "--recipe", recipe, "--epochs", str(epochs), "--batch-size", str(batch_size),
+             "--workers", str(workers), "--seed", str(seed), "--image-size", str(data.size),
+             "--val-image-size", str(data.size), *VARIANTS[plus + variant]]
+    warmup = RECIPES[recipe].values.get("warmup_epochs", 0.0)
+    if warmup > MAX_WARMUP_EPOCHS:
+        flags += ["--warmup-epochs", str(MAX_WARMUP_EPOCHS)]
+    if recipe == "fast":
+        flags += ["--res", data.res]
+    return flags
+
+
+def read_epochs(metrics: Path) -> tuple[list[float], list[float]]:
+    """Per epoch: the better of acc1 / ema_acc1, and the cumulative train seconds (validation excluded)."""
+    accs, seconds, total = [], [], 0.0
+    for line in metrics.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") != "epoch" or "acc1" not in record:
+            continue
+        total += record["epoch_seconds"]
+        accs.append(max(record["acc1"], record.get("ema_acc1", -math.inf)))
+        seconds.append(total)
+    return accs, seconds
+
+
+def train(config: str, shards: Path, out: Path, flags: list[str]) -> Run:
+    """One `hrnet-fast train` subprocess; its metrics.jsonl becomes a Run."""
+    start = time.perf_counter()
+    run_checked([sys.executable, "-m", "hrnet_fast", "train", "--shards", str(shards), "--out", str(out), *flags],
+                f"training {config}")
+    accs, seconds = read_epochs(out / "metrics.jsonl")
+    return Run(config, accs, seconds, time.perf_counter() - start)
+
+
+def fmt(value: float | int | None, spec: str) -> str:
+    return "not reached" if value is None else format(value, spec)
+
+
+def markdown(name: str, target: float, epochs: int, runs: list[Run]) -> str:
+    """One set's table: a row per configuration."""
+    lines = [f"### {name}: target Acc@1 {target:g} % within {epochs} epochs",
+             "", "| config | epochs to target | seconds to target | best Acc@1 |", "|---|---:|---:|---:|"]
+    for run in runs:
+        lines.append(f"| {run.config} | {fmt(run.epochs_to(target), 'd')} | {fmt(run.seconds_to(target), '.1f')} "
+                     f"| {run.best():.2f} |")
+    return "\n".join(lines)
+
+
+def run_set(name: str, target: float, args: argparse.Namespace, root: Path) -> list[Run]:
+    shards = prepare(name, root, args.per_class_limit, args.workers)
+    runs = []
+    for config in args.configs:
+        flags = train_flags(config, SETS[name], args.epochs, args.batch_size, args.workers, args.seed)
+        runs.append(train(config, shards, root / f"{name}-{config}", flags))
+        print(f"{name} {config}: best {runs[-1].best():.2f} in {runs[-1].wall_s:.0f} s wall", file=sys.stderr,
+              flush=True)
+    return runs
+
+
+def report(name: str, target: float, runs: list[Run]) -> dict:
+    return {"target": target, "runs": [{**asdict(run), "epochs_to_target": run.epochs_to(target),
+                                        "seconds_to_target": run.seconds_to(target), "best_acc1": run.best()}
+                                       for run in runs]}
+
+
+def parse_targets(text: str | None, names: list[str]) -> dict[str, float]:
+    """'95' (every set), 'digits=95,hard=80', or None (each set's default)."""
+    targets = {name: SETS[name].target for name in names}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        key, _, value = part.rpartition("=")
+        for name in ([key] if key else names):
+            targets[name] = float(value)
+    return targets
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="digits,hard", help=f"Comma-separated, of {', '.join(SETS)} [digits,hard].")
+    parser.add_argument("--configs", help=f"Comma-separated, of {', '.join(ALL_CONFIGS)} [all; --quick: "
+                                          "reference,fast,fast+ema].")
+    parser.add_argument("--epochs", type=int, help="Epoch budget per run [8; --quick: 3].")
+    parser.add_argument("--target", help="Acc@1 in %%: one for every set or NAME=VALUE,... [digits=95,hard=80].")
+    parser.add_argument("--quick", action="store_true", help="3 configs, 3 epochs, 40 images per class.")
+    parser.add_argument("--per-class-limit", type=int, help="Pack at most N images per class and split [all].")
+    parser.add_argument("--batch-size", type=int, default=32, help="Per-device batch [32, as the demo].")
+    parser.add_argument("--workers", type=int, default=2, help="Loader workers [2, as the demo].")
+    parser.add_argument("--seed", type=int, default=0, help="Train seed [0].")
+    parser.add_argument("--json", action="store_true", help="Also print one JSON object as the last line.")
+    args = parser.parse_args(argv)
+    args.sets = args.sets.split(",")
+    args.configs = (args.configs or ("reference,fast,fast+ema" if args.quick else ",".join(ALL_CONFIGS))).split(",")
+    args.epochs = args.epochs or (3 if args.quick else 8)
+    if args.quick and args.per_class_limit is None:
+        args.per_class_limit = 40
+    if unknown := set(args.sets) - set(SETS):
+        parser.error(f"unknown set(s) {', '.join(sorted(unknown))}: choose from {', '.join(SETS)}")
+    if unknown := set(args.configs) - set(ALL_CONFIGS):
+        parser.error(f"unknown config(s) {', '.join(sorted(unknown))}: choose from {', '.join(ALL_CONFIGS)}")
+    try:
+        args.targets = parse_targets(args.target, args.sets)
+    except (KeyError, ValueError):
+        parser.error(f"--target {args.target}: give a number or NAME=NUMBER,... for sets {', '.join(args.sets)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    results = {"epochs": args.epochs, "per_class_limit": args.per_class_limit, "seconds": "train only, cumulative",
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}, "sets": {}}
+    with tempfile.TemporaryDirectory(prefix="tta-") as tmp:
+        for name in args.sets:
+            runs = run_set(name, args.targets[name], args, Path(tmp))
+            print(markdown(name, args.targets[name], args.epochs, runs) + "\n", flush=True)
+            results["sets"][name] = report(name, args.targets[name], runs)
+    if args.json:
+        print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
