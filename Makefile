@@ -25,6 +25,7 @@ demo: setup
 bench:
 	$(PYTHON) tools/setup_venv.py --venv $(VENV) --extras dev,bench
 	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/time_to_accuracy.py --quick
 
 clean:
 	rm -rf $(VENV) demo runs .pytest_cache
