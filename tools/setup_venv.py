@@ -134,6 +134,19 @@ def ensure_pil(python: Path, want_simd: bool, wheels: Path) -> str:
     return describe(owners)
 
 
+REGION_SOURCE = ROOT / "hrnet_fast" / "data" / "_jpegregion.c"
+
+
+def region_decoder_built() -> bool:
+    """Whether the optional C extension (setup.py) sits next to its source, as an editable install builds it."""
+    return any(REGION_SOURCE.parent.glob("_jpegregion.*.so")) or any(REGION_SOURCE.parent.glob("_jpegregion.*.pyd"))
+
+
+def libjpeg_headers() -> bool:
+    """Whether the C compiler's usual include directory has libjpeg's header (then the extension should build)."""
+    return Path("/usr/include/jpeglib.h").exists() or Path("/usr/local/include/jpeglib.h").exists()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default=str(ROOT / ".venv"))
@@ -147,9 +160,10 @@ def main() -> int:
         print(f"setup: creating {venv_dir}")
         venv.EnvBuilder(with_pip=True).create(venv_dir)
     stamp = venv_dir / ".installed"  # holds the extras installed; older than its inputs: reinstall
-    inputs = [ROOT / "pyproject.toml", Path(__file__)]
+    inputs = [ROOT / "pyproject.toml", ROOT / "setup.py", REGION_SOURCE, Path(__file__)]
     stale = (not stamp.exists() or set(args.extras.split(",")) - set(stamp.read_text().split(","))
-             or any(p.stat().st_mtime > stamp.stat().st_mtime for p in inputs))
+             or any(p.stat().st_mtime > stamp.stat().st_mtime for p in inputs)
+             or (libjpeg_headers() and not region_decoder_built()))
     if stale:
         print(f"setup: installing hrnet-fast[{args.extras}] (editable)")
         result = pip(python, "install", "-e", f"{ROOT}[{args.extras}]", quiet=False)
@@ -157,6 +171,12 @@ def main() -> int:
             print("setup: pip install failed; see the output above", file=sys.stderr)
             return 1
         stamp.write_text(args.extras)
+    if region_decoder_built():
+        print("setup: region JPEG decode: on (hrnet_fast/data/_jpegregion, libjpeg-turbo)")
+    else:
+        print("setup: warning: region JPEG decode: off, the loader decodes whole images (slower): install "
+              "libjpeg-turbo's headers (Debian/Ubuntu: libjpeg62-turbo-dev or libjpeg-turbo8-dev) and run "
+              "`make setup` again", file=sys.stderr)
     active = ensure_pil(python, want_simd=not args.no_simd, wheels=venv_dir / "wheels")
     print(f"setup: active PIL = {active}")
     if active.startswith("pillow-simd"):

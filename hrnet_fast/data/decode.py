@@ -4,11 +4,14 @@ Why not torchvision transforms: they decode the whole image at full size, copy t
 then resize it. Here the crop box is chosen from the size in the JPEG header, libjpeg-turbo
 decodes at 1/2, 1/4 or 1/8 scale in the DCT domain whenever the box still spans the output size at
 that scale, and only the box is resampled (`Image.resize(box=)`, bilinear with antialiasing, like
-torchvision's PIL path). JPEGs go through `simplejpeg` when it is installed (less per-image
-overhead than PIL's incremental decoder), else through PIL's `draft`; other formats (PNG, CMYK
-JPEG …) through PIL.
-The crop parameters follow torchvision's algorithms exactly, so the augmentation matches the
-reference recipe.
+torchvision's PIL path). JPEGs are decoded by, in order of preference:
+- `_jpegregion` (our C extension, built by `make setup` where libjpeg-turbo's headers exist): only
+  the box plus the resampling filter's reach, rows and columns, is decoded; a training crop keeps
+  about half an image, so this is where most of the loader's time goes down;
+- `simplejpeg`: the whole image, with less per-image overhead than PIL's incremental decoder;
+- PIL (`draft` for the DCT scale), which also takes every other format (PNG, CMYK JPEG …).
+All three give the same pixels inside the box. The crop parameters follow torchvision's
+algorithms exactly, so the augmentation matches the reference recipe.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ try:
     import simplejpeg
 except ImportError:  # optional: PIL's decoder gives the same pixels, a little slower
     simplejpeg = None
+try:
+    from hrnet_fast.data import _jpegregion
+except ImportError:  # not built (no libjpeg headers at set-up): whole-image decodes instead
+    _jpegregion = None
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in source pixels
 
@@ -99,6 +106,32 @@ def dct_scale(box: Box, out_size: int) -> int:
     return next((s for s in _DCT_SCALES if span >= s * out_size), 1)
 
 
+def filter_reach(box: Box, out_size: int) -> tuple[int, int, int, int]:
+    """The integer pixel rectangle (left, top, right, bottom) that resampling `box` to out_size²
+    reads, plus a margin: bilinear reaches max(1, box span / out_size) pixels past each output
+    pixel's centre; 2 more cover a region decode's outermost column, whose chroma lacks its neighbour."""
+    reach_x = math.ceil(max(1.0, (box[2] - box[0]) / out_size)) + 2
+    reach_y = math.ceil(max(1.0, (box[3] - box[1]) / out_size)) + 2
+    return (math.floor(box[0]) - reach_x, math.floor(box[1]) - reach_y,
+            math.ceil(box[2]) + reach_x, math.ceil(box[3]) + reach_y)
+
+
+def _as_rgb_array(img: Image.Image, flip: bool, out: np.ndarray | None) -> np.ndarray:
+    """`img` (RGBX, RGB or L) as uint8 RGB HWC, mirrored if `flip`, written into `out` if given.
+
+    One PIL pass to pack RGB bytes and one copy into place: PIL's transpose is ten times cheaper
+    than copying a negative-stride view, and convert + np.asarray would copy twice more."""
+    if img.mode not in ("RGBX", "RGB"):
+        img = img.convert("RGB")
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.frombuffer(img.tobytes("raw", "RGB"), np.uint8).reshape(img.height, img.width, 3)
+    if out is None:
+        return pixels.copy()  # writable, as callers (torch.from_numpy) expect
+    out[...] = pixels
+    return out
+
+
 class EncodedImage:
     """Image bytes with the size read from the header and the pixels not decoded yet."""
 
@@ -120,14 +153,20 @@ class EncodedImage:
         self._source = Image.open(io.BytesIO(data))
         self.width, self.height = self._source.size
 
-    def crop_resized(self, box: Box, out_size: int, flip: bool = False) -> np.ndarray:
-        """`box` resampled to out_size², bilinear with antialiasing, as uint8 RGB HWC.
-
-        `flip` mirrors left-right in PIL: ten times cheaper than copying a negative-stride view.
-        """
+    def crop_resized(self, box: Box, out_size: int, flip: bool = False,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """`box` resampled to out_size², bilinear with antialiasing, as uint8 RGB HWC (into `out`
+        when given: a batch's slot, so no array is made per image)."""
         scale = dct_scale(box, out_size)
         shrink: float  # source pixels per pixel of `img`
-        if not isinstance(self._source, Image.Image):
+        origin = (0.0, 0.0)  # where `img` starts, in pixels of the scaled image
+        if isinstance(self._source, bytes) and _jpegregion is not None:
+            left, top, right, bottom = filter_reach(tuple(v / scale for v in box), out_size)
+            rgbx, x0, y0, width, height = _jpegregion.decode(self._source, scale, left, top, right - left,
+                                                             bottom - top)
+            img = Image.frombuffer("RGBX", (width, height), rgbx, "raw", "RGBX", 0, 1)
+            shrink, origin = scale, (x0, y0)
+        elif isinstance(self._source, bytes):
             # RGBX: PIL's own pixel layout, so the decoded buffer is wrapped, not copied.
             pixels = simplejpeg.decode_jpeg(self._source, colorspace="RGBX",
                                             min_width=-(-self.width // scale),
@@ -144,27 +183,28 @@ class EncodedImage:
             if img.mode not in _RESIZE_THEN_CONVERT:
                 img = img.convert("RGB")
         left, top, right, bottom = box
-        source_box = (left / shrink, top / shrink, right / shrink, bottom / shrink)
-        out = img.resize((out_size, out_size), Image.Resampling.BILINEAR, box=source_box)
-        if out.mode != "RGB":
-            out = out.convert("RGB")
-        return np.asarray(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out)
+        source_box = (left / shrink - origin[0], top / shrink - origin[1],
+                      right / shrink - origin[0], bottom / shrink - origin[1])
+        resized = img.resize((out_size, out_size), Image.Resampling.BILINEAR, box=source_box)
+        return _as_rgb_array(resized, flip, out)
 
 
 def decode_train_image(data: bytes, image_size: int, rng: RandomSource,
                        scale: tuple[float, float] = TRAIN_SCALE,
-                       ratio: tuple[float, float] = TRAIN_RATIO, hflip: bool = True) -> np.ndarray:
-    """RandomResizedCrop(image_size, scale, ratio) + RandomHorizontalFlip(0.5) → uint8 HWC.
+                       ratio: tuple[float, float] = TRAIN_RATIO, hflip: bool = True,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """RandomResizedCrop(image_size, scale, ratio) + RandomHorizontalFlip(0.5) → uint8 HWC
+    (written into `out` when given).
 
     The flip is drawn even when `hflip` is off, so the crops stay the same either way."""
     img = EncodedImage(data)
     left, top, w, h = random_resized_crop_box(img.width, img.height, rng, scale, ratio)
     flip = bool(rng.random() < 0.5) and hflip
-    return img.crop_resized((left, top, left + w, top + h), image_size, flip)
+    return img.crop_resized((left, top, left + w, top + h), image_size, flip, out)
 
 
 def decode_val_image(data: bytes | Image.Image, image_size: int,
-                     crop_ratio: float = 0.875) -> np.ndarray:
+                     crop_ratio: float = 0.875, out: np.ndarray | None = None) -> np.ndarray:
     """Resize(round(image_size / crop_ratio)) + CenterCrop(image_size), bilinear → uint8 HWC.
 
     The eval transform, shared by the val loader and `hrnet-fast predict`. Only the kept box is
@@ -172,4 +212,4 @@ def decode_val_image(data: bytes | Image.Image, image_size: int,
     at a DCT scale first, which moves pixels by about one grey level on average.
     """
     img = EncodedImage(data)
-    return img.crop_resized(center_crop_box(img.width, img.height, image_size, crop_ratio), image_size)
+    return img.crop_resized(center_crop_box(img.width, img.height, image_size, crop_ratio), image_size, out=out)

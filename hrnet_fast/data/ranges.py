@@ -26,7 +26,7 @@ from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image
 from hrnet_fast.data.plan import SamplePlan, Window, step_span, window_order, window_pieces, worker_windows
 from hrnet_fast.data.reader import Faults, RawSample, to_sample
 from hrnet_fast.data.source import ShardSource
-from hrnet_fast.data.stream import Draws, PositionDraws, WorkerBatch, decoded, worker_slot
+from hrnet_fast.data.stream import Draws, PositionDraws, WorkerBatch, decoded, image_batch, worker_slot
 from hrnet_fast.shardformat.index import TarIndex
 from hrnet_fast.shardformat.samples import group_samples
 from hrnet_fast.shardformat.tar import tar_files
@@ -141,16 +141,15 @@ class RangeStream(IterableDataset):
         one of `spare` (the last good samples before it). None when there is nothing to fill with.
         """
         bs = self.batch_size
-        images = np.empty((bs, self.image_size, self.image_size, 3), np.uint8)
+        batch, images = image_batch(bs, self.image_size)
         labels = np.empty(bs, np.int64)
         keys = [""] * bs
         good, bad = [], []
         for i, sample in enumerate(slots):
-            pixels = None if sample is None else self.decode(sample, draws.at(first + i), faults)
-            if sample is None or pixels is None:
+            if sample is None or self.decode(sample, draws.at(first + i), faults, images[i]) is None:
                 bad.append(i)
             else:
-                images[i], labels[i], keys[i] = pixels, sample.label, sample.key
+                labels[i], keys[i] = sample.label, sample.key
                 good.append(i)
         for n, i in enumerate(bad):
             if good:
@@ -158,15 +157,15 @@ class RangeStream(IterableDataset):
                 images[i], labels[i], keys[i] = images[j], labels[j], keys[j]
                 continue
             donor = spare[n % len(spare)] if spare else None
-            pixels = None if donor is None else self.decode(donor, draws.at(first + i), faults)
-            if donor is None or pixels is None:
+            if donor is None or self.decode(donor, draws.at(first + i), faults, images[i]) is None:
                 return None
-            images[i], labels[i], keys[i] = pixels, donor.label, donor.key
+            labels[i], keys[i] = donor.label, donor.key
         faults.repeated += len(bad)
         spare[:] = [s for i in good[-SPARE:] if (s := slots[i]) is not None] or spare
-        fields = (torch.from_numpy(images), torch.from_numpy(labels))
+        fields = (batch, torch.from_numpy(labels))
         return fields + (keys,) if self.with_keys else fields
 
-    def decode(self, sample: RawSample, rng: Draws, faults: Faults) -> np.ndarray | None:
+    def decode(self, sample: RawSample, rng: Draws, faults: Faults, slot: np.ndarray) -> np.ndarray | None:
+        """The sample's crop, written into `slot` (its place in the batch); None if it is corrupt."""
         return decoded(sample, lambda data: decode_train_image(data, self.image_size, rng, self.crop_scale,
-                                                               hflip=self.hflip), faults, self.num_classes)
+                                                               hflip=self.hflip, out=slot), faults, self.num_classes)

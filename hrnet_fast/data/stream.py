@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
@@ -47,6 +48,23 @@ def worker_slot() -> tuple[int, int]:
     """(this DataLoader worker's id, number of workers); (0, 1) in the main process."""
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def image_batch(batch_size: int, size: int, zeroed: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """A uint8 [B, S, S, 3] batch as (tensor, numpy view of it), in shared memory inside a worker.
+
+    A worker's batch reaches the main process through shared memory; a batch built in ordinary
+    memory is copied there when it is sent (another 150 KB written and page-faulted per 224-px
+    image). Built there from the start, only its handle travels, as DataLoader's own collate does.
+    `zeroed`: padding slots must read as zeros (fresh shared memory is zero-filled by the kernel).
+    """
+    shape = (batch_size, size, size, 3)
+    if get_worker_info() is not None:
+        storage = torch.UntypedStorage._new_shared(math.prod(shape))
+        tensor = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    else:
+        tensor = torch.zeros(shape, dtype=torch.uint8) if zeroed else torch.empty(shape, dtype=torch.uint8)
+    return tensor, tensor.numpy()
 
 
 class Draws:
@@ -161,7 +179,7 @@ class TrainStream(IterableDataset):
         numbered = enumerate(itertools.islice(stream, skip * bs, None), skip * bs)
         draws = PositionDraws(self.seed, self.epoch, global_worker)
         for _ in range(skip, self.batches):
-            images = np.empty((bs, size, size, 3), np.uint8)
+            batch, images = image_batch(bs, size)
             labels = np.empty(bs, np.int64)
             keys: list[str] = []
             while len(keys) < bs:
@@ -171,17 +189,15 @@ class TrainStream(IterableDataset):
                                       "samples left: check the shards with `python -m pack verify DIR`")
                     return
                 position, sample = numbered_sample
-                rng = draws.at(position)
-                crop = lambda data, rng=rng: decode_train_image(data, size, rng, self.crop_scale,  # noqa: E731
-                                                                hflip=self.hflip)
-                pixels = decoded(sample, crop, faults, self.num_classes)
-                if pixels is None:
+                rng, slot = draws.at(position), images[len(keys)]
+                crop = lambda data, rng=rng, slot=slot: decode_train_image(  # noqa: E731
+                    data, size, rng, self.crop_scale, hflip=self.hflip, out=slot)
+                if decoded(sample, crop, faults, self.num_classes) is None:
                     continue
-                images[len(keys)] = pixels
                 labels[len(keys)] = sample.label
                 keys.append(sample.key)
                 recent.append(sample)
-            fields = (torch.from_numpy(images), torch.from_numpy(labels))
+            fields = (batch, torch.from_numpy(labels))
             yield WorkerBatch(fields + (keys,) if self.with_keys else fields, faults.take())
 
 
@@ -232,19 +248,17 @@ class ValStream(IterableDataset):
     def fill(self, samples: Iterator[RawSample], faults: Faults) -> tuple[tuple, int]:
         """(images, labels, mask, keys) with up to batch_size valid samples; padding is zeros / ""."""
         bs, size = self.batch_size, self.image_size
-        images = np.zeros((bs, size, size, 3), np.uint8)
+        batch, images = image_batch(bs, size, zeroed=True)
         labels = np.zeros(bs, np.int64)
         mask = np.zeros(bs, np.bool_)
         keys = [""] * bs
         n = 0
         for sample in samples:
-            pixels = decoded(sample, lambda data: decode_val_image(data, size, self.crop_ratio), faults,
-                             self.num_classes)
-            if pixels is None:
+            crop = lambda data, slot=images[n]: decode_val_image(data, size, self.crop_ratio, slot)  # noqa: E731
+            if decoded(sample, crop, faults, self.num_classes) is None:
                 continue
-            images[n] = pixels
             labels[n], mask[n], keys[n] = sample.label, True, sample.key
             n += 1
             if n == bs:
                 break
-        return (torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(mask), keys), n
+        return (batch, torch.from_numpy(labels), torch.from_numpy(mask), keys), n
