@@ -29,7 +29,7 @@ except ImportError:  # optional: PIL's decoder gives the same pixels, a little s
 try:
     from hrnet_fast.data import _jpegregion
 except ImportError:  # not built (no libjpeg headers at set-up): whole-image decodes instead
-    _jpegregion = None
+    _jpegregion = None  # type: ignore[assignment]  # callers check for None
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in source pixels
 
@@ -159,9 +159,10 @@ class EncodedImage:
         when given: a batch's slot, so no array is made per image)."""
         scale = dct_scale(box, out_size)
         shrink: float  # source pixels per pixel of `img`
-        origin = (0.0, 0.0)  # where `img` starts, in pixels of the scaled image
+        origin: tuple[float, float] = (0.0, 0.0)  # where `img` starts, in pixels of the scaled image
         if isinstance(self._source, bytes) and _jpegregion is not None:
-            left, top, right, bottom = filter_reach(tuple(v / scale for v in box), out_size)
+            scaled = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
+            left, top, right, bottom = filter_reach(scaled, out_size)
             rgbx, x0, y0, width, height = _jpegregion.decode(self._source, scale, left, top, right - left,
                                                              bottom - top)
             img = Image.frombuffer("RGBX", (width, height), rgbx, "raw", "RGBX", 0, 1)
@@ -182,9 +183,8 @@ class EncodedImage:
                 shrink = 1
             if img.mode not in _RESIZE_THEN_CONVERT:
                 img = img.convert("RGB")
-        left, top, right, bottom = box
-        source_box = (left / shrink - origin[0], top / shrink - origin[1],
-                      right / shrink - origin[0], bottom / shrink - origin[1])
+        source_box = (box[0] / shrink - origin[0], box[1] / shrink - origin[1],
+                      box[2] / shrink - origin[0], box[3] / shrink - origin[1])
         resized = img.resize((out_size, out_size), Image.Resampling.BILINEAR, box=source_box)
         return _as_rgb_array(resized, flip, out)
 
