@@ -48,6 +48,7 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
                  as_json: bool) -> None:
     """Iterate the train (or val) loader and print images/s, in total and per worker."""
     from hrnet_fast.data import TrainLoader, ValLoader, open_source
+    from hrnet_fast.data.decode import jpeg_decoder
     from hrnet_fast.host import default_workers
 
     workers = default_workers() if workers is None else workers
@@ -67,9 +68,10 @@ def bench_loader(shards: str, num_samples: int | None, split: str, workers: int 
     stats = loader.stats
     log.info(f"{split} loader, {workers} workers, batch {batch_size}, {image_size}px: {rate:.1f} images/s "
              f"({rate / max(workers, 1):.1f} per worker) over {batches} batches in {seconds:.2f} s; "
-             f"corrupt {stats.corrupt}, lost {stats.lost}, repeated {stats.repeated}")
+             f"corrupt {stats.corrupt}, lost {stats.lost}, repeated {stats.repeated}; JPEG decode: {jpeg_decoder()}")
     if as_json:
         log.info(json.dumps({"split": split, "workers": workers, "batch_size": batch_size,
                              "image_size": image_size, "batches": batches, "seconds": round(seconds, 3),
                              "images_per_s": round(rate, 2),
-                             "images_per_s_per_worker": round(rate / max(workers, 1), 2), **extra}))
+                             "images_per_s_per_worker": round(rate / max(workers, 1), 2),
+                             "decoder": jpeg_decoder(), **extra}))

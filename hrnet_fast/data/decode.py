@@ -34,6 +34,13 @@ except ImportError:  # not built (no libjpeg headers at set-up): whole-image dec
 Box = tuple[float, float, float, float]  # left, top, right, bottom in source pixels
 
 
+def jpeg_decoder() -> str:
+    """Which decoder JPEG crops go through here, for benchmark reports and logs."""
+    if _jpegregion is not None:
+        return "region (libjpeg-turbo, crop rows and columns only)"
+    return "whole image (simplejpeg)" if simplejpeg is not None else "whole image (PIL)"
+
+
 class RandomSource(Protocol):
     """What the crop draws from: an np.random.Generator, or the stream's pre-drawn uniforms."""
 
