@@ -67,7 +67,7 @@ def ffcv_batches(folder: Path, work: Path, batch: int, workers: int) -> Iterator
         work.mkdir(parents=True, exist_ok=True)
         partial = beton.with_suffix(".partial")
         fields = {"image": RGBImageField(write_mode="jpg", jpeg_quality=FFCV_QUALITY), "label": IntField()}
-        DatasetWriter(str(partial), fields, num_workers=max(workers, 1)).from_indexed_dataset(
+        DatasetWriter(str(partial), fields, num_workers=len(os.sched_getaffinity(0))).from_indexed_dataset(
             ImageFolder(str(folder / "train")))
         partial.rename(beton)
     pipelines = {"image": [RandomResizedCropRGBImageDecoder((SIZE, SIZE), scale=SCALE, ratio=RATIO),
@@ -132,10 +132,20 @@ def batches_for(peer: str, args: argparse.Namespace) -> Iterator:
     return makers[peer]()
 
 
+def batches_per_round(images_per_round: int, batch: int) -> int:
+    """Whole batches only: at least `images_per_round` images, at least one batch."""
+    return max(1, math.ceil(images_per_round / batch))
+
+
+def default_warmup(workers: int) -> int:
+    """Untimed batches first: every worker started and past its first batch (2 per worker, at least 2)."""
+    return max(2, 2 * workers)
+
+
 def measure(batches: Iterator, batch: int, rounds: int, images_per_round: int, warmup: int) -> list[float]:
     """images/s of each round: `warmup` untimed batches once (threads, JIT, caches), then rounds
     of whole batches back to back."""
-    count = max(1, math.ceil(images_per_round / batch))
+    count = batches_per_round(images_per_round, batch)
     return [count * batch / timed(batches, warmup if i == 0 else 0, count) for i in range(rounds)]
 
 
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import PIL
 
-    warmup = max(2, 2 * args.workers) if args.warmup is None else args.warmup
+    warmup = default_warmup(args.workers) if args.warmup is None else args.warmup
     rates = measure(batches_for(args.peer, args), args.batch, args.rounds, args.images_per_round, warmup)
     print(json.dumps({"peer": args.peer, "version": version(args.peer), "pillow": PIL.__version__,
                       "workers": args.workers, "batch": args.batch, "images_per_s": [round(r, 1) for r in rates]}),
