@@ -135,6 +135,10 @@ def display(path: Path) -> str:
         return str(path)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
@@ -222,7 +226,7 @@ def markdown(results: dict[str, Any]) -> str:
     notes = [f"- {column_label(c, versions)}: skipped: {reason} ({SETUP_HINT})"
              for c in columns if (reason := results["skipped"].get(c.key))]
     for row in results["rows"]:
-        notes += [f"- {column_label(c, versions)}, {SETS[row['set']][0]}, {row['workers']} workers: "
+        notes += [f"- {column_label(c, versions)}, {SETS[row['set']][0]}, {plural(row['workers'], 'worker')}: "
                   f"failed: {row['cells'][c.key]['failed']}" for c in columns if "failed" in row["cells"].get(c.key, {})]
     notes += ["- Same work everywhere: JPEG bytes → RandomResizedCrop(224, scale (0.08, 1), ratio (3/4, 4/3)) + "
               "horizontal flip → uint8 batch on the CPU; workers are processes (hrnet-fast, torchvision) or "
@@ -288,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python benchmarks/loader_vs_peers.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine("cpu"), "images": args.images, "image_sizes": sorted(set(SIZES)), "batch": args.batch,
         "rounds": args.rounds, "images_per_round": args.images_per_round, "workers": args.workers,
-        "columns": args.only, "installed": installed, "skipped": skipped, "rows": []}
+        "columns": args.only, "target": TARGET, "installed": installed, "skipped": skipped, "rows": []}
     data = prepare(args)
     pythons = {"main": Path(sys.executable), "peers": args.peers_venv / "bin" / "python"}
     for name in args.sets:
@@ -304,13 +308,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     cells[column.key] = run_peer(pythons[column.venv], column.peer, folder, shards,
                                                  args.work / "peers", workers, args)
                 cell = cells[column.key]
-                print(f"{SETS[name][0]}, {workers} worker{'s' if workers > 1 else ''}, {column.key}: "
+                print(f"{SETS[name][0]}, {plural(workers, 'worker')}, {column.key}: "
                       + (f"{cell['best']:.1f} img/s (rounds {cell['images_per_s']})" if "best" in cell
                          else f"{'skipped' if 'skipped' in cell else 'failed'}: "
                               f"{cell.get('skipped') or cell.get('failed')}"), flush=True)
-            key, ratio = best_peer(cells)
-            results["rows"].append({"set": name, "workers": workers, "cells": cells, "best_peer": key,
-                                    "ratio": None if ratio is None else round(ratio, 3)})
+            fastest, ratio = best_peer(cells)
+            results["rows"].append({"set": name, "label": SETS[name][0], "workers": workers, "cells": cells,
+                                    "best_peer": fastest, "ratio": None if ratio is None else round(ratio, 3)})
     results["seconds"] = round(time.perf_counter() - start, 1)
     results["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     report = markdown(results)

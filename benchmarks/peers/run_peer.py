@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -88,7 +89,7 @@ def dali_batches(shards: Path, batch: int, workers: int) -> Iterator:
         raise SystemExit(f"no train-*.tar in {shards}")
 
     @pipeline_def(batch_size=batch, num_threads=max(workers, 1), device_id=None, seed=0)
-    def pipeline():  # type: ignore[no-untyped-def]
+    def pipeline() -> tuple[Any, Any]:  # DALI's graph nodes
         jpegs, labels = fn.readers.webdataset(paths=tars, ext=["jpg", "cls"], random_shuffle=True,
                                               missing_component_behavior="error", name="reader")
         images = fn.decoders.image_random_crop(jpegs, device="cpu", output_type=types.RGB,
