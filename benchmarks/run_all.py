@@ -4,12 +4,14 @@ Why: each claim hrnet-fast makes against a tool users would pick instead is meas
 script in this folder; this runs them all the same way (each a subprocess with `--json`) and
 writes one report, so a README table comes from one command on one machine.
 
-    python benchmarks/run_all.py [--quick] [--device auto] [--only pack,loader,step,step_graph,step_compiled,end_to_end]
+    python benchmarks/run_all.py [--quick] [--device auto]
+        [--only pack,loader,loader_peers,step,step_graph,step_compiled,end_to_end]
         [--workers N] [--timeout S] [--out benchmarks/out] [--report-only]
 
 Comparisons: packing vs `tar -cf` (pack_vs_tar.py), the shard loader vs torchvision ImageFolder
-(loader_vs_imagefolder.py), the train step vs timm's eager HRNet (step_vs_timm.py; eager, with
-graph capture, and compiled + captured), and training
+(loader_vs_imagefolder.py) and vs FFCV / DALI on the CPU (loader_vs_peers.py; they come from
+benchmarks/peers/setup.sh, and its rows say why when one is missing), the train step vs timm's
+eager HRNet (step_vs_timm.py; eager, with graph capture, and compiled + captured), and training
 from shards vs synthetic input (end_to_end.py). `--quick` shrinks the CPU-bound data work to a few
 minutes on a 2-core box; the model work follows the device (small on the CPU, batch 256 at 224 px
 on a GPU). `--report-only` re-renders report.md and report.png from OUT/results.json (e.g. after
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import signal
@@ -100,6 +103,38 @@ def loader_rows(r: dict) -> list[dict]:
                 baseline, 3.0, note)]
 
 
+def peers_flags(s: Settings) -> list[str]:
+    if not s.quick:  # the script's defaults: 2000 photos, batch 256, best of 2 rounds
+        return ["--workers", ",".join(str(w) for w in dict.fromkeys([1, s.workers])), "--out", str(s.out)]
+    batch = 64
+    images = max(600, 2 * batch * s.workers)
+    return ["--workers", str(s.workers), "--images", str(images), "--batch", str(batch),
+            "--images-per-round", "1024", "--rounds", "1", "--out", str(s.out),
+            "--work", str(s.out / f"loader_vs_peers-{images}")]
+
+
+def peers_rows(r: dict) -> list[dict]:
+    """One row per photo set and worker count: hrnet-fast against the faster of FFCV and DALI."""
+    rows = []
+    for line in r["rows"]:
+        cells, peer = line["cells"], line["best_peer"]
+        workers = f"{line['workers']} worker{'s' if line['workers'] > 1 else ''}"
+        label = f"Loader: shards vs the faster of FFCV / DALI CPU ({line['label']}, {workers})"
+        ours = cells.get("hrnet_fast", {}).get("best", 0.0)
+        refs = ", ".join(f"{key} {cells[key]['best']:.0f}" for key in ("torchvision_simd", "torchvision")
+                         if "best" in cells.get(key, {}))
+        if peer is None:
+            why = "; ".join(f"{key}: {cell.get('skipped') or cell.get('failed')}" for key, cell in cells.items()
+                            if key in ("ffcv", "dali") and "best" not in cell)
+            rows.append(row(label, ours, 0.0, r["target"],
+                            f"no peer measured ({why or 'none selected'}); run benchmarks/peers/setup.sh"))
+            continue
+        rows.append(row(label, ours, cells[peer]["best"], r["target"],
+                        f"faster peer {peer} {cells[peer]['version']}; batch {r['batch']}, {r['images']} photos, "
+                        f"best of {r['rounds']}; img/s of torchvision for reference: {refs or 'not measured'}"))
+    return rows
+
+
 def step_flags(s: Settings) -> list[str]:
     if s.accelerator:  # the script's defaults: batch 256 at 224 px, amp
         return ["--device", s.device, "--steps", "20" if s.quick else "50", "--warmup", "5" if s.quick else "10"]
@@ -139,6 +174,7 @@ def end_to_end_rows(r: dict) -> list[dict]:
 COMPARISONS = {
     "pack": Comparison("pack_vs_tar.py", pack_flags, pack_rows),
     "loader": Comparison("loader_vs_imagefolder.py", loader_flags, loader_rows),
+    "loader_peers": Comparison("loader_vs_peers.py", peers_flags, peers_rows),
     "step": step_variant(target=1.0),
     "step_graph": step_variant("--graph", target=2.0),
     "step_compiled": step_variant("--compile", "--graph", target=2.0),
@@ -223,7 +259,8 @@ def markdown(results: dict) -> str:
         if entry["error"]:
             lines.append(f"| {name} | – | – | – | – | failed: {entry['error']} |")
         for r in entry["rows"]:
-            lines.append(f"| {r['label']} | {r['ours']:.1f} | {r['baseline']:.1f} | {r['ratio']:.2f}× | "
+            ratio = f"{r['ratio']:.2f}×" if math.isfinite(r["ratio"]) else "–"
+            lines.append(f"| {r['label']} | {r['ours']:.1f} | {r['baseline']:.1f} | {ratio} | "
                          f"≥ {r['target']:.1f}× | {'yes' if r['met'] else 'no'} |")
             notes.append(f"- {r['label']}: {r['note']}")
     return "\n".join(lines + ["", *notes, ""])
@@ -238,8 +275,8 @@ def chart(results: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for entry in results["comparisons"].values() for r in entry["rows"]]
-    if not rows:
+    rows = [r for entry in results["comparisons"].values() for r in entry["rows"] if math.isfinite(r["ratio"])]
+    if not rows:  # a row without a baseline (a skipped peer) has no bar
         return False
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
     ys = range(len(rows))

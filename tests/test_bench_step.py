@@ -28,8 +28,8 @@ def test_run_all_picks_the_comparisons_the_device_can_run(monkeypatch):
     monkeypatch.setitem(sys.modules, "run_all", run_all)  # dataclasses look their module up there
     spec.loader.exec_module(run_all)
     cpu, gpu = run_all.default_comparisons(False), run_all.default_comparisons(True)
-    assert cpu == ["pack", "loader", "step", "end_to_end"]
-    assert gpu == ["pack", "loader", "step", "step_graph", "step_compiled", "end_to_end"]
+    assert cpu == ["pack", "loader", "loader_peers", "step", "end_to_end"]
+    assert gpu == ["pack", "loader", "loader_peers", "step", "step_graph", "step_compiled", "end_to_end"]
     settings = run_all.Settings(quick=True, device="cuda", accelerator=True, workers=16, out=ROOT)
     assert run_all.COMPARISONS["step_compiled"].flags(settings)[-2:] == ["--compile", "--graph"]
     assert "--graph" in run_all.end_to_end_flags(settings)
