@@ -1,4 +1,4 @@
-"""The region JPEG decoder (hrnet_fast/data/_jpegregion.c) and the crop path built on it.
+"""The region JPEG decoder (hrnet_fast/data/_crop.c) and the crop path built on it.
 
 What must hold: decoding only the crop's rows and columns (plus the resampler's reach) gives the
 crop the whole-image decode gives, at every DCT scale, subsampling and image edge; damage is a
@@ -16,7 +16,7 @@ from PIL import Image
 
 from hrnet_fast.data import decode
 
-region = decode._jpegregion
+region = decode._crop
 needs_region = pytest.mark.skipif(region is None, reason="the C extension is not built (no libjpeg headers)")
 
 
@@ -30,7 +30,7 @@ def jpegs(rng: np.random.Generator) -> list[bytes]:
 
 def test_libjpeg_headers_mean_the_extension_is_built():
     if Path("/usr/include/jpeglib.h").exists():  # as tools/setup_venv.py decides
-        assert region is not None, "libjpeg headers exist but _jpegregion did not build: run `make setup`"
+        assert region is not None, "libjpeg headers exist but _crop did not build: run `make setup`"
 
 
 @needs_region
@@ -38,13 +38,13 @@ def test_libjpeg_headers_mean_the_extension_is_built():
 def test_region_pixels_equal_the_whole_decode(scale):
     rng = np.random.default_rng(scale)
     for data in jpegs(rng):
-        whole, wx, wy, width, height = region.decode(data, scale, 0, 0, 10**6, 10**6)
+        whole, wx, wy, width, height = region.decode_region(data, scale, 0, 0, 10**6, 10**6)
         assert (wx, wy) == (0, 0)
         full = np.frombuffer(whole, np.uint8).reshape(height, width, 4)
         for _ in range(12):
             x, y = int(rng.integers(-5, width)), int(rng.integers(-5, height))
             w, h = int(rng.integers(1, width + 5)), int(rng.integers(1, height + 5))
-            pixels, x0, y0, cw, ch = region.decode(data, scale, x, y, w, h)
+            pixels, x0, y0, cw, ch = region.decode_region(data, scale, x, y, w, h)
             part = np.frombuffer(pixels, np.uint8).reshape(ch, cw, 4)
             assert x0 <= max(x, 0) and y0 == min(max(y, 0), height - 1)  # left edge aligned down only
             assert x0 + cw >= min(x + w, width) and y0 + ch == min(max(y + h, y0 + 1), height)
@@ -62,7 +62,7 @@ def test_crops_through_the_region_decoder_equal_the_whole_image_path(monkeypatch
             for seed in range(6):
                 got = decode.decode_train_image(data, size, np.random.default_rng(seed))
                 with monkeypatch.context() as m:
-                    m.setattr(decode, "_jpegregion", None)  # simplejpeg's whole-image decode
+                    m.setattr(decode, "_crop", None)  # simplejpeg's whole-image decode
                     want = decode.decode_train_image(data, size, np.random.default_rng(seed))
                 # two builds of libjpeg-turbo (system, simplejpeg's) may round an IDCT differently
                 assert np.abs(got.astype(int) - want).max() <= 1
@@ -75,12 +75,12 @@ def test_region_decode_of_damaged_bytes_is_a_value_error():
     data = encode(photo_like(120, 90, np.random.default_rng(1)), quality=90)
     for bad in (data[:len(data) // 2], b"\xff\xd8" + bytes(100), b"not a jpeg"):
         with pytest.raises(ValueError, match="JPEG decode failed"):
-            region.decode(bad, 1, 0, 0, 120, 90)
+            region.decode_region(bad, 1, 0, 0, 120, 90)
     with pytest.raises(ValueError, match="scale"):
-        region.decode(data, 3, 0, 0, 10, 10)
+        region.decode_region(data, 3, 0, 0, 10, 10)
     cmyk = encode(Image.new("CMYK", (40, 30), (10, 20, 30, 40)), quality=90)
     with pytest.raises(ValueError, match="YCbCr or greyscale"):
-        region.decode(cmyk, 1, 0, 0, 40, 30)
+        region.decode_region(cmyk, 1, 0, 0, 40, 30)
     # the crop path sends CMYK to PIL instead, which converts it
     assert decode.decode_val_image(cmyk, 16).shape == (16, 16, 3)
 
@@ -93,3 +93,16 @@ def test_crop_written_into_a_batch_slot_matches_the_returned_array():
     assert written is batch[1] or np.shares_memory(written, batch)
     np.testing.assert_array_equal(batch[1], returned)
     assert not batch[0].any() and returned.flags.writeable
+
+
+@needs_region
+@pytest.mark.parametrize("flip", [False, True])
+def test_pack_rgb_writes_the_image_mirrored_or_not_into_its_slot(flip):
+    rgb = np.random.default_rng(4).integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    img = Image.fromarray(rgb).convert("RGBX")
+    batch = np.full((3, 13, 17, 3), 7, np.uint8)
+    region.pack_rgb(img.__arrow_c_array__()[1], batch[1], 17, 13, flip)
+    np.testing.assert_array_equal(batch[1], rgb[:, ::-1] if flip else rgb)
+    assert (batch[0] == 7).all() and (batch[2] == 7).all()  # nothing written past the slot
+    with pytest.raises(ValueError, match="RGBX image"):
+        region.pack_rgb(img.__arrow_c_array__()[1], batch[1], 16, 13, flip)

@@ -134,12 +134,12 @@ def ensure_pil(python: Path, want_simd: bool, wheels: Path) -> str:
     return describe(owners)
 
 
-REGION_SOURCE = ROOT / "hrnet_fast" / "data" / "_jpegregion.c"
+REGION_SOURCE = ROOT / "hrnet_fast" / "data" / "_crop.c"
 
 
 def region_decoder_built() -> bool:
     """Whether the optional C extension (setup.py) sits next to its source, as an editable install builds it."""
-    return any(REGION_SOURCE.parent.glob("_jpegregion.*.so")) or any(REGION_SOURCE.parent.glob("_jpegregion.*.pyd"))
+    return any(REGION_SOURCE.parent.glob("_crop.*.so")) or any(REGION_SOURCE.parent.glob("_crop.*.pyd"))
 
 
 def libjpeg_headers() -> bool:
@@ -172,7 +172,7 @@ def main() -> int:
             return 1
         stamp.write_text(args.extras)
     if region_decoder_built():
-        print("setup: region JPEG decode: on (hrnet_fast/data/_jpegregion, libjpeg-turbo)")
+        print("setup: region JPEG decode: on (hrnet_fast/data/_crop, libjpeg-turbo)")
     else:
         print("setup: warning: region JPEG decode: off, the loader decodes whole images (slower): install "
               "libjpeg-turbo's headers (Debian/Ubuntu: libjpeg62-turbo-dev or libjpeg-turbo8-dev) and run "

@@ -1,4 +1,6 @@
-/* Decode only a region of a JPEG, at a DCT scale, to RGBX: the loader's crop without the rest.
+/* The loader's per-image work that Python and PIL do slowly: region JPEG decode and RGB packing.
+ *
+ * decode_region: decode only a region of a JPEG, at a DCT scale, to RGBX.
  *
  * Why: a training crop (RandomResizedCrop) keeps about half of an image on average, yet a
  * whole-image decode pays for every row and column. libjpeg-turbo (>= 1.5) can skip the inverse
@@ -8,18 +10,24 @@
  * each side of an interior region (chroma upsampling there lacks its neighbour): callers ask for
  * a margin beyond what they read.
  *
- * decode(data, scale, x, y, width, height) -> (pixels, x0, y0, width, height)
+ * decode_region(data, scale, x, y, width, height) -> (pixels, x0, y0, width, height)
  *   data: JPEG bytes (YCbCr or greyscale; the caller sends other colour spaces elsewhere)
  *   scale: 1, 2, 4 or 8: decode at 1/scale size in the DCT domain
  *   x, y, width, height: the wanted region in scaled pixels, clamped to the scaled image
  *   returns RGBX bytes of the decoded region, which starts at (x0, y0) and may be wider than
  *   asked (libjpeg aligns its left edge to an iMCU column)
  * The GIL is released while libjpeg works.
+ *
+ * pack_rgb(arrow_array, out, width, height, flip): a PIL RGBX image, exported through the Arrow C
+ * data interface (Image.__arrow_c_array__, zero-copy), written as RGB bytes into `out` (a batch
+ * slot), mirrored left-right if `flip`. One pass instead of PIL's transpose, tobytes and a numpy
+ * copy: three passes over the image and two temporary buffers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,7 +57,7 @@ static void on_warning(j_common_ptr cinfo, int level) {
 
 static int clamp(long v, long lo, long hi) { return (int)(v < lo ? lo : (v > hi ? hi : v)); }
 
-static PyObject *decode(PyObject *self, PyObject *args) {
+static PyObject *decode_region(PyObject *self, PyObject *args) {
     Py_buffer data;
     int scale;
     long x, y, w, h;
@@ -131,15 +139,65 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NIIII)", out, x0, y0, cw, ch);
 }
 
+/* The Arrow C data interface's array struct (a stable ABI: arrow.apache.org/docs/format/CDataInterface). */
+struct ArrowArray {
+    int64_t length, null_count, offset, n_buffers, n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+static PyObject *pack_rgb(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    Py_buffer out;
+    Py_ssize_t width, height;
+    int flip;
+    if (!PyArg_ParseTuple(args, "Ow*nnp", &capsule, &out, &width, &height, &flip)) return NULL;
+    struct ArrowArray *array = PyCapsule_GetPointer(capsule, "arrow_array");
+    if (array == NULL) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    /* PIL exports 4-band 8-bit images as a fixed-size list of 4 uint8 per pixel, pixels row-major */
+    Py_ssize_t pixels = width * height;
+    const struct ArrowArray *values = array->n_children == 1 ? array->children[0] : NULL;
+    if (values == NULL || values->n_buffers != 2 || array->length != pixels || array->offset != 0 ||
+        values->length < 4 * pixels || out.len != 3 * pixels || !PyBuffer_IsContiguous(&out, 'C') ||
+        pixels < 1) {
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "pack_rgb: expected a width x height RGBX image and a 3-byte-per-pixel buffer");
+        return NULL;
+    }
+    const unsigned char *src = (const unsigned char *)values->buffers[1] + 4 * values->offset;
+    unsigned char *dst = (unsigned char *)out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t y = 0; y < height; y++) {
+        const unsigned char *row = src + 4 * width * y;
+        unsigned char *to = dst + 3 * width * y;
+        for (Py_ssize_t x = 0; x < width; x++) {
+            const unsigned char *px = row + 4 * (flip ? width - 1 - x : x);
+            /* 4 bytes at once; the 4th is overwritten by the next pixel, except at the very end */
+            if (y == height - 1 && x == width - 1) memcpy(to + 3 * x, px, 3);
+            else memcpy(to + 3 * x, px, 4);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
-    {"decode", decode, METH_VARARGS,
-     "decode(data, scale, x, y, width, height) -> (rgbx_bytes, x0, y0, width, height)"},
+    {"decode_region", decode_region, METH_VARARGS,
+     "decode_region(data, scale, x, y, width, height) -> (rgbx_bytes, x0, y0, width, height)"},
+    {"pack_rgb", pack_rgb, METH_VARARGS, "pack_rgb(arrow_array_capsule, out, width, height, flip) -> None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_jpegregion",
-    "Region decode of JPEGs with libjpeg-turbo (see the C source for why).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_crop",
+    "Region JPEG decode (libjpeg-turbo) and RGB packing for the loader (see the C source for why).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__jpegregion(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__crop(void) { return PyModule_Create(&module); }
