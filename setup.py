@@ -7,4 +7,4 @@ in pyproject.toml.
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("hrnet_fast.data._crop", ["hrnet_fast/data/_crop.c"],
-                             libraries=["jpeg"], extra_compile_args=["-O2"], optional=True)])
+                             libraries=["jpeg"], optional=True)])
