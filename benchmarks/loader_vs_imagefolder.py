@@ -71,7 +71,7 @@ def imagefolder_batches(src: Path, batch_size: int, workers: int) -> Iterator:
     return endless(lambda _: loader)
 
 
-def shard_batches(shards: Path, batch_size: int, workers: int) -> Iterator:
+def shard_batches(shards: Path | str, batch_size: int, workers: int) -> Iterator:
     loader = TrainLoader(open_source(str(shards)), batch_size, 224, num_workers=workers)
     return endless(loader.epoch_iter)
 

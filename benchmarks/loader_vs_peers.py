@@ -80,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=2000, help="Photo-like JPEGs to generate.")
     parser.add_argument("--images-per-round", type=int, default=4096, help="Images timed per round.")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--epoch-repeat", type=int, default=1,
+                        help="Each epoch visits the photos this many times [1: epochs of --images, so every "
+                             "loader restarts its workers every few batches; ImageNet's epochs are 5000 batches long].")
     parser.add_argument("--sets", default="originals,resize256", help=f"Comma-separated subset of {','.join(SETS)}.")
     parser.add_argument("--only", help=f"Comma-separated subset of the columns {','.join(c.key for c in COLUMNS)}.")
     parser.add_argument("--work", type=Path, help="Photo, shard and .beton cache [benchmarks/out/loader_vs_peers-IMAGES].")
@@ -149,7 +152,8 @@ def run_peer(python: Path, peer: str, folder: Path, shards: Path, work: Path, wo
     """One run_peer.py call: its per-round rates, or why it failed."""
     command = [str(python), str(PEERS_DIR / "run_peer.py"), "--peer", peer, "--folder", str(folder),
                "--shards", str(shards), "--work", str(work), "--workers", str(workers), "--batch", str(args.batch),
-               "--rounds", str(args.rounds), "--images-per-round", str(args.images_per_round)]
+               "--rounds", str(args.rounds), "--images-per-round", str(args.images_per_round),
+               "--epoch-repeat", str(args.epoch_repeat)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -164,11 +168,26 @@ def run_peer(python: Path, peer: str, folder: Path, shards: Path, work: Path, wo
             "version": result["version"], "pillow": result["pillow"]}
 
 
+def repeated(shards: Path, repeat: int) -> Path | str:
+    """The shards, or (repeat > 1) a brace pattern over links that list them `repeat` times, so an
+    epoch visits every photo `repeat` times as the peers' repeated index lists do."""
+    if repeat == 1:
+        return shards
+    tars = sorted(shards.glob("train-*.tar"))
+    links = shards.parent / f"{shards.name}-x{repeat}"
+    links.mkdir(exist_ok=True)
+    for n in range(repeat * len(tars)):
+        link = links / f"part-{n:06d}.tar"
+        if not link.is_symlink():
+            link.symlink_to(tars[n % len(tars)].resolve())
+    return f"{links}/part-{{000000..{repeat * len(tars) - 1:06d}}}.tar"
+
+
 def run_ours(shards: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """hrnet-fast's TrainLoader in this process, rounds as run_peer.py times them."""
     import hrnet_fast
 
-    batches = shard_batches(shards, args.batch, workers)
+    batches = shard_batches(repeated(shards, args.epoch_repeat), args.batch, workers)
     count, warmup = batches_per_round(args.images_per_round, args.batch), default_warmup(workers)
     rates = [rate(batches, args.batch, warmup if i == 0 else 0, count) for i in range(args.rounds)]
     return {"images_per_s": [round(r, 1) for r in rates], "best": round(max(rates), 1),
@@ -213,7 +232,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"## Training loaders per core: hrnet-fast vs FFCV and DALI (img/s, best of {results['rounds']})", "",
              f"{m['date']} · CPU {m['cpu']}, {m['cores']} cores · load average {m['load_average_start']} at start, "
              f"{m.get('load_average_end', '?')} at end · {results['images']} photo-like JPEGs · RandomResizedCrop "
-             f"224 + flip to uint8, batch {results['batch']}, rounds of {results['images_per_round']} images · "
+             f"224 + flip to uint8, batch {results['batch']}, rounds of {results['images_per_round']} images, "
+             f"epochs of {results.get('epoch_repeat', 1)} × the photos · "
              f"`{results['command']}`", "",
              "| photos | workers | " + " | ".join(column_label(c, versions) for c in columns)
              + " | hrnet-fast / best peer |",
@@ -292,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python benchmarks/loader_vs_peers.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine("cpu"), "images": args.images, "image_sizes": sorted(set(SIZES)), "batch": args.batch,
         "rounds": args.rounds, "images_per_round": args.images_per_round, "workers": args.workers,
+        "epoch_repeat": args.epoch_repeat,
         "columns": args.only, "target": TARGET, "installed": installed, "skipped": skipped, "rows": []}
     data = prepare(args)
     pythons = {"main": Path(sys.executable), "peers": args.peers_venv / "bin" / "python"}

@@ -54,7 +54,7 @@ def version(peer: str) -> str:
     return importlib.metadata.version(dist)
 
 
-def ffcv_batches(folder: Path, work: Path, batch: int, workers: int) -> Iterator:
+def ffcv_batches(folder: Path, work: Path, batch: int, workers: int, repeat: int = 1) -> Iterator:
     """FFCV's ImageNet-example pipeline, from a .beton cached in `work` (named after the folder)."""
     from ffcv.fields import IntField, RGBImageField
     from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
@@ -74,17 +74,20 @@ def ffcv_batches(folder: Path, work: Path, batch: int, workers: int) -> Iterator
     pipelines = {"image": [RandomResizedCropRGBImageDecoder((SIZE, SIZE), scale=SCALE, ratio=RATIO),
                            RandomHorizontalFlip(), ToTensor()],
                  "label": [IntDecoder(), ToTensor()]}
+    import numpy as np
+
+    count = len(ImageFolder(str(folder / "train")))
     loader = Loader(str(beton), batch_size=batch, num_workers=max(workers, 1), order=OrderOption.RANDOM,
-                    os_cache=True, drop_last=True, pipelines=pipelines)
+                    os_cache=True, drop_last=True, pipelines=pipelines, indices=np.tile(np.arange(count), repeat))
     return endless(lambda _: loader)
 
 
-def dali_batches(shards: Path, batch: int, workers: int) -> Iterator:
+def dali_batches(shards: Path, batch: int, workers: int, repeat: int = 1) -> Iterator:
     """DALI's CPU operators on our tar shards; the reader wraps around, so the stream is endless."""
     import numpy as np
     from nvidia.dali import fn, pipeline_def, types
 
-    tars = sorted(str(p) for p in shards.glob("train-*.tar"))
+    tars = sorted(str(p) for p in shards.glob("train-*.tar")) * repeat
     if not tars:
         raise SystemExit(f"no train-*.tar in {shards}")
 
@@ -110,7 +113,7 @@ def dali_batches(shards: Path, batch: int, workers: int) -> Iterator:
     return stream()
 
 
-def torchvision_batches(folder: Path, batch: int, workers: int) -> Iterator:
+def torchvision_batches(folder: Path, batch: int, workers: int, repeat: int = 1) -> Iterator:
     """The reference recipe's augmentation, as uint8 (PILToTensor: no float, no normalize)."""
     import torch
     import torchvision.transforms as T
@@ -118,7 +121,8 @@ def torchvision_batches(folder: Path, batch: int, workers: int) -> Iterator:
 
     transform = T.Compose([T.RandomResizedCrop(SIZE, scale=SCALE, ratio=RATIO), T.RandomHorizontalFlip(),
                            T.PILToTensor()])
-    dataset = ImageFolder(str(folder / "train"), transform)
+    folder_set = ImageFolder(str(folder / "train"), transform)
+    dataset = torch.utils.data.ConcatDataset([folder_set] * repeat)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0)
     return endless(lambda _: loader)
@@ -126,9 +130,9 @@ def torchvision_batches(folder: Path, batch: int, workers: int) -> Iterator:
 
 def batches_for(peer: str, args: argparse.Namespace) -> Iterator:
     makers: dict[str, Callable[[], Iterator]] = {
-        "ffcv": lambda: ffcv_batches(args.folder, args.work / "ffcv", args.batch, args.workers),
-        "dali": lambda: dali_batches(args.shards, args.batch, args.workers),
-        "torchvision": lambda: torchvision_batches(args.folder, args.batch, args.workers),
+        "ffcv": lambda: ffcv_batches(args.folder, args.work / "ffcv", args.batch, args.workers, args.epoch_repeat),
+        "dali": lambda: dali_batches(args.shards, args.batch, args.workers, args.epoch_repeat),
+        "torchvision": lambda: torchvision_batches(args.folder, args.batch, args.workers, args.epoch_repeat),
     }
     return makers[peer]()
 
@@ -195,6 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epoch-repeat", type=int, default=1,
+                        help="Each epoch visits the photos this many times (epoch length, as ImageNet's is long).")
     parser.add_argument("--images-per-round", type=int, default=4096)
     parser.add_argument("--warmup", type=int, help="Untimed batches before the first round [2 per worker, at least 2].")
     args = parser.parse_args(argv)
