@@ -173,15 +173,21 @@ static PyObject *pack_rgb(PyObject *self, PyObject *args) {
     const unsigned char *src = (const unsigned char *)values->buffers[1] + 4 * values->offset;
     unsigned char *dst = (unsigned char *)out.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t y = 0; y < height; y++) {
-        const unsigned char *row = src + 4 * width * y;
-        unsigned char *to = dst + 3 * width * y;
-        for (Py_ssize_t x = 0; x < width; x++) {
-            const unsigned char *px = row + 4 * (flip ? width - 1 - x : x);
-            /* 4 bytes at once; the 4th is overwritten by the next pixel, except at the very end */
-            if (y == height - 1 && x == width - 1) memcpy(to + 3 * x, px, 3);
-            else memcpy(to + 3 * x, px, 4);
+    /* 4 bytes per pixel at once (the 4th is overwritten by the next pixel); the image's very last
+       pixel gets 3, so nothing is written past `out`. Separate loops keep the flip test out of
+       the inner loop. */
+    Py_ssize_t last = pixels - 1;
+    if (flip) {
+        for (Py_ssize_t y = 0; y < height; y++) {
+            const unsigned char *row = src + 4 * width * y;
+            unsigned char *to = dst + 3 * width * y;
+            Py_ssize_t n = y == height - 1 ? width - 1 : width;
+            for (Py_ssize_t x = 0; x < n; x++) memcpy(to + 3 * x, row + 4 * (width - 1 - x), 4);
         }
+        memcpy(dst + 3 * last, src + 4 * (width * (height - 1)), 3);
+    } else {
+        for (Py_ssize_t i = 0; i < last; i++) memcpy(dst + 3 * i, src + 4 * i, 4);
+        memcpy(dst + 3 * last, src + 4 * last, 3);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&out);
