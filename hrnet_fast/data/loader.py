@@ -16,6 +16,7 @@ from hrnet_fast.data.decode import TRAIN_SCALE
 from hrnet_fast.data.plan import BLOCK, SamplePlan, TrainPlan, sample_plan, train_plan, val_segments
 from hrnet_fast.data.ranges import RangeStream
 from hrnet_fast.data.reader import Faults
+from hrnet_fast.data.ring import BatchRing
 from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
 from hrnet_fast.data.workers import dataloader_options, sigterm_held
@@ -36,24 +37,27 @@ TRAIN_PREFETCH = 4  # train batches each worker keeps ready
 
 
 def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool | str,
-                   prefetch_factor: int) -> Iterator[WorkerBatch]:
+                   prefetch_factor: int, ring: BatchRing | None = None) -> Iterator[WorkerBatch]:
     """The dataset's WorkerBatches through a DataLoader (batch_size=None: workers batch).
 
     `pin_memory`: True pins for CUDA; a device type ("npu") pins for that device, which older
-    torch would otherwise skip without a word when CUDA is absent."""
+    torch would otherwise skip without a word when CUDA is absent. `ring`: the BatchRing the
+    workers build train batches in; each arriving batch's buffer is tracked until released."""
     pin_device = pin_memory if isinstance(pin_memory, str) else ""  # "": DataLoader's default, no device
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory),
                         prefetch_factor=prefetch_factor if num_workers else None, pin_memory_device=pin_device,
                         **dataloader_options(num_workers))
     with sigterm_held():  # the workers start here (see workers.py)
         batches = iter(loader)
-    for fields, faults, fatal in batches:
-        yield WorkerBatch(tuple(fields), faults, fatal)
+    for fields, faults, fatal, slot in batches:
+        if ring is not None and fields:
+            ring.track(slot, fields[0], pinned=bool(pin_memory))
+        yield WorkerBatch(tuple(fields), faults, fatal, slot)
 
 
 def checked(batches: Iterator[WorkerBatch], stats: Faults, limit: float, what: str) -> Iterator[tuple]:
     """The batch fields, after adding each batch's faults to `stats` and enforcing `limit`."""
-    for fields, faults, fatal in batches:
+    for fields, faults, fatal, _slot in batches:
         stats.add(faults)
         if fatal:
             raise UserError(fatal)
@@ -130,18 +134,22 @@ class TrainLoader:
         size = self.image_size if image_size is None else image_size
         check_args(self.batch_size, size, self.rank, self.world_size, self.num_workers)
         plan = self.plan(epoch)
+        # A fresh ring each epoch, made before the workers fork; a buffer per batch a worker may
+        # have in flight (prefetch_factor) plus two the consumer may hold.
+        ring = BatchRing((self.batch_size, size, size, 3), self.readers, self.prefetch_factor + 2)
+        self.ring = ring  # the current epoch's, for benchmarks and tests
         stream: IterableDataset
         if isinstance(plan, SamplePlan):
             stream = RangeStream(self.source, plan, epoch, self.seed, self.rank, self.world_size, self.batch_size,
                                  size, self.window, skip_batches, self.with_keys, self.crop_scale,
-                                 self.hflip)
+                                 self.hflip, ring)
         else:
             stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
                                  self.batch_size, size, self.shuffle_buffer, skip_batches,
-                                 self.with_keys, self.crop_scale, self.hflip)
+                                 self.with_keys, self.crop_scale, self.hflip, ring)
         self.stats = Faults()
         limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
-        batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor)
+        batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor, ring)
         return checked(batches, self.stats, limit, f"train epoch {epoch}, rank {self.rank}")
 
 

@@ -25,8 +25,9 @@ from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image
 from hrnet_fast.data.plan import SamplePlan, Window, step_span, window_order, window_pieces, worker_windows
 from hrnet_fast.data.reader import Faults, RawSample, to_sample
+from hrnet_fast.data.ring import BatchRing
 from hrnet_fast.data.source import ShardSource
-from hrnet_fast.data.stream import Draws, PositionDraws, WorkerBatch, decoded, image_batch, worker_slot
+from hrnet_fast.data.stream import Draws, PositionDraws, WorkerBatch, decoded, train_batch, worker_slot
 from hrnet_fast.shardformat.index import TarIndex
 from hrnet_fast.shardformat.samples import group_samples
 from hrnet_fast.shardformat.tar import tar_files
@@ -91,7 +92,9 @@ class RangeStream(IterableDataset):
 
     def __init__(self, source: ShardSource, plan: SamplePlan, epoch: int, seed: int, rank: int, world_size: int,
                  batch_size: int, image_size: int, window: int, skip_batches: int = 0, with_keys: bool = False,
-                 crop_scale: tuple[float, float] = TRAIN_SCALE, hflip: bool = True) -> None:
+                 crop_scale: tuple[float, float] = TRAIN_SCALE, hflip: bool = True,
+                 ring: BatchRing | None = None) -> None:
+        self.ring, self.worker = ring, 0  # worker: this process's DataLoader worker id, set when iterated
         self.source, self.plan, self.epoch, self.seed = source, plan, epoch, seed
         self.rank, self.world_size, self.batch_size, self.image_size = rank, world_size, batch_size, image_size
         self.window, self.skip_batches, self.with_keys = window, skip_batches, with_keys
@@ -100,6 +103,7 @@ class RangeStream(IterableDataset):
 
     def __iter__(self) -> Iterator[WorkerBatch]:
         worker, workers = worker_slot()
+        self.worker = worker
         return self.batches_of(worker_windows(self.plan.steps, self.skip_batches, worker, workers, self.window))
 
     def batches_of(self, windows: list[Window]) -> Iterator[WorkerBatch]:
@@ -113,12 +117,12 @@ class RangeStream(IterableDataset):
                 bs = self.batch_size
                 for n in range(window.skip, len(window.steps)):
                     lo, _ = step_span(window.steps[n], self.rank, self.world_size, bs)
-                    batch = self.assemble(slots[n * bs:(n + 1) * bs], lo, draws, faults, spare)
+                    ring_slot, batch = self.assemble(slots[n * bs:(n + 1) * bs], lo, draws, faults, spare)
                     if batch is None:
                         yield WorkerBatch((), faults.take(), f"train reader {self.rank}/{window.worker} has no "
                                           "readable samples left: check the shards with `python -m pack verify DIR`")
                         return
-                    yield WorkerBatch(batch, faults.take())
+                    yield WorkerBatch(batch, faults.take(), slot=ring_slot)
         finally:
             files.close()
 
@@ -134,14 +138,15 @@ class RangeStream(IterableDataset):
         return slots
 
     def assemble(self, slots: list[RawSample | None], first: int, draws: PositionDraws, faults: Faults,
-                 spare: list[RawSample]) -> tuple | None:
-        """(images, labels[, keys]) of one batch whose slots sit at P positions first, first + 1, …
+                 spare: list[RawSample]) -> tuple[int, tuple | None]:
+        """(ring slot, (images, labels[, keys])) of one batch whose slots sit at P positions first,
+        first + 1, …
 
         A bad slot gets a copy of a good one of the batch; in a batch without any, a fresh crop of
         one of `spare` (the last good samples before it). None when there is nothing to fill with.
         """
         bs = self.batch_size
-        batch, images = image_batch(bs, self.image_size)
+        ring_slot, batch, images = train_batch(self.ring, self.worker, bs, self.image_size)
         labels = np.empty(bs, np.int64)
         keys = [""] * bs
         good, bad = [], []
@@ -158,12 +163,12 @@ class RangeStream(IterableDataset):
                 continue
             donor = spare[n % len(spare)] if spare else None
             if donor is None or self.decode(donor, draws.at(first + i), faults, images[i]) is None:
-                return None
+                return ring_slot, None
             labels[i], keys[i] = donor.label, donor.key
         faults.repeated += len(bad)
         spare[:] = [s for i in good[-SPARE:] if (s := slots[i]) is not None] or spare
         fields = (batch, torch.from_numpy(labels))
-        return fields + (keys,) if self.with_keys else fields
+        return ring_slot, fields + (keys,) if self.with_keys else fields
 
     def decode(self, sample: RawSample, rng: Draws, faults: Faults, slot: np.ndarray) -> np.ndarray | None:
         """The sample's crop, written into `slot` (its place in the batch); None if it is corrupt."""

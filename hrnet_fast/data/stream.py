@@ -27,6 +27,7 @@ from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image, decode_val_image
 from hrnet_fast.data.plan import epoch_rng, skipped_batches
 from hrnet_fast.data.reader import Faults, RawSample, read_shard
+from hrnet_fast.data.ring import BatchRing
 from hrnet_fast.data.source import ShardSource
 
 log = logs.get(__name__)
@@ -37,11 +38,13 @@ SHUFFLE_STREAM, CROP_STREAM = 0, 1  # sub-stream ids for epoch_rng
 
 
 class WorkerBatch(NamedTuple):
-    """A worker's output: the batch fields, its faults since the last batch, a fatal message."""
+    """A worker's output: the batch fields, its faults since the last batch, a fatal message, and
+    the BatchRing slot its images were built in (-1: fresh memory)."""
 
     fields: tuple
     faults: Faults
     fatal: str | None = None
+    slot: int = -1
 
 
 def worker_slot() -> tuple[int, int]:
@@ -65,6 +68,14 @@ def image_batch(batch_size: int, size: int, zeroed: bool = False) -> tuple[torch
     else:
         tensor = torch.zeros(shape, dtype=torch.uint8) if zeroed else torch.empty(shape, dtype=torch.uint8)
     return tensor, tensor.numpy()
+
+
+def train_batch(ring: BatchRing | None, worker: int, batch_size: int, size: int) -> tuple[int, torch.Tensor, np.ndarray]:
+    """(ring slot or -1, uint8 [B, S, S, 3] tensor, its numpy view) for a worker's next train batch."""
+    if ring is None:
+        return (-1, *image_batch(batch_size, size))
+    slot, batch = ring.take(worker)
+    return slot, batch, batch.numpy()
 
 
 class Draws:
@@ -148,7 +159,9 @@ class TrainStream(IterableDataset):
     def __init__(self, source: ShardSource, shards: list[list[int]], batches: int, epoch: int,
                  seed: int, rank: int, batch_size: int, image_size: int, shuffle_buffer: int,
                  skip_batches: int = 0, with_keys: bool = False,
-                 crop_scale: tuple[float, float] = TRAIN_SCALE, hflip: bool = True) -> None:
+                 crop_scale: tuple[float, float] = TRAIN_SCALE, hflip: bool = True,
+                 ring: BatchRing | None = None) -> None:
+        self.ring, self.worker = ring, 0  # worker: this process's DataLoader worker id, set when iterated
         self.source, self.shards, self.batches, self.epoch, self.seed = source, shards, batches, epoch, seed
         self.rank, self.batch_size, self.image_size = rank, batch_size, image_size
         self.shuffle_buffer, self.skip_batches, self.with_keys = shuffle_buffer, skip_batches, with_keys
@@ -157,6 +170,7 @@ class TrainStream(IterableDataset):
 
     def __iter__(self) -> Iterator[WorkerBatch]:
         worker, workers = worker_slot()
+        self.worker = worker
         # The DataLoader asks workers 0, 1, … in turn; after skipping k batches the next one is
         # logical worker k % workers's, so DataLoader worker w plays logical worker (w + k) % workers.
         logical = (worker + self.skip_batches) % workers
@@ -179,7 +193,7 @@ class TrainStream(IterableDataset):
         numbered = enumerate(itertools.islice(stream, skip * bs, None), skip * bs)
         draws = PositionDraws(self.seed, self.epoch, global_worker)
         for _ in range(skip, self.batches):
-            batch, images = image_batch(bs, size)
+            ring_slot, batch, images = train_batch(self.ring, self.worker, bs, size)
             labels = np.empty(bs, np.int64)
             keys: list[str] = []
             while len(keys) < bs:
@@ -198,7 +212,7 @@ class TrainStream(IterableDataset):
                 keys.append(sample.key)
                 recent.append(sample)
             fields = (batch, torch.from_numpy(labels))
-            yield WorkerBatch(fields + (keys,) if self.with_keys else fields, faults.take())
+            yield WorkerBatch(fields + (keys,) if self.with_keys else fields, faults.take(), slot=ring_slot)
 
 
 def refilled(samples: Iterator[RawSample], recent: collections.deque, faults: Faults) -> Iterator[RawSample]:
