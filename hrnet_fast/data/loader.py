@@ -51,7 +51,7 @@ def worker_batches(dataset: IterableDataset, num_workers: int, pin_memory: bool 
         batches = iter(loader)
     for fields, faults, fatal, slot in batches:
         if ring is not None and fields:
-            ring.track(slot, fields[0], pinned=bool(pin_memory))
+            ring.track(slot, fields[0])
         yield WorkerBatch(tuple(fields), faults, fatal, slot)
 
 

@@ -82,13 +82,14 @@ class BatchRing:
                 return slot, buffer if get_worker_info() is not None else torch.from_numpy(buffer.numpy())
         return -1, shared_empty(self.shape) if get_worker_info() is not None else torch.empty(self.shape, dtype=torch.uint8)
 
-    def track(self, slot: int, images: torch.Tensor, pinned: bool) -> None:
+    def track(self, slot: int, images: torch.Tensor) -> None:
         """In the main process, for each batch that arrives: release its buffer once `images` (the
-        main process's view of it) and every view made from it are gone; at once if it was pinned
-        (copied out on the way)."""
+        main process's view of it) and every view made from it are gone; at once if `images` is
+        pinned, a copy made on the way. (Where pinned memory cannot be recognised, the copy's
+        finalizer releases it: later, never too early.)"""
         if slot < 0:
             return
-        if pinned:
+        if images.is_pinned():
             self.release(slot)
         else:
             weakref.finalize(images.untyped_storage(), self.release, slot)
