@@ -40,6 +40,7 @@ from hrnet_fast.resolution import image_size_at
 from hrnet_fast.runlog import RunLog
 from hrnet_fast.schedule import lr_at
 from hrnet_fast.step import make_step
+from hrnet_fast.torchrun import report_saved
 
 log = logs.get(__name__)
 
@@ -275,6 +276,9 @@ class Trainer:
         summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.best_source, self.last_eval, stopped,
                                self.run_dir)
         self.log.write_json("summary.json", summary.to_json())
+        if stopped:  # other nodes' launchers cannot see summary.json: each gets a marker of its own
+            distributed.barrier()
+            report_saved(self.world.local_rank)
         log.info(f"FPS {fps:.1f}")
         self.log.close()
         return summary

@@ -387,6 +387,28 @@ def test_torchrun_reports_a_stop_signal_in_one_line(tmp_path, monkeypatch, capsy
     assert ("checkpoints saved" in err) == saved
 
 
+def test_torchrun_on_another_node_counts_its_ranks_marker_as_saved(tmp_path, monkeypatch, capsys):
+    """A launcher whose node does not hold rank 0 sees no summary.json: its local rank 0's marker
+    (named in the ranks' environment) says the run saved."""
+    from torch.distributed.elastic.multiprocessing import SignalException
+
+    from hrnet_fast import torchrun
+
+    def stopped(args):
+        torchrun.report_saved(local_rank=1)  # not the node's local rank 0: writes nothing
+        assert not list(tmp_path.iterdir())
+        torchrun.report_saved(local_rank=0)
+        raise SignalException("got signal", sigval=signal.SIGTERM)
+
+    monkeypatch.setattr("torch.distributed.run.main", stopped)
+    assert torchrun.main([str(tmp_path)]) == 0
+    assert "checkpoints saved" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # the marker is removed once read
+    monkeypatch.setattr("torch.distributed.run.main", lambda args: (_ for _ in ()).throw(
+        SignalException("got signal", sigval=signal.SIGINT)))
+    assert torchrun.main([str(tmp_path)]) == 128 + signal.SIGINT  # no marker, no summary: not saved
+
+
 def test_torchrun_leaves_other_outcomes_to_torchrun(tmp_path, monkeypatch):
     from hrnet_fast import torchrun
 
