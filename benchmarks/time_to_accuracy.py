@@ -50,6 +50,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,11 +77,12 @@ MAX_WARMUP_EPOCHS = 1.0
 
 @dataclass(frozen=True)
 class DataSet:
-    """One benchmark data set: its image size, fast's crop ramp on it, and its default target."""
+    """One benchmark data set: its image size, fast's crop ramp on it, its default target and epoch budget."""
 
     size: int
     res: str
     target: float
+    epochs: int
     draw: Callable[[np.ndarray, np.random.Generator], Image.Image]
 
 
@@ -92,6 +94,7 @@ class Run:
     accs: list[float]
     seconds: list[float]
     wall_s: float
+    seed: int = 0
 
     def epochs_to(self, target: float) -> int | None:
         """1-based count of epochs trained when accuracy first reached `target` (None: never)."""
@@ -133,8 +136,8 @@ def draw_hard(pixels: np.ndarray, rng: np.random.Generator, size: int = 64) -> I
 
 
 SETS: dict[str, DataSet] = {
-    "digits": DataSet(size=32, res="32:32", target=95.0, draw=draw_digit),
-    "hard": DataSet(size=64, res="32:64", target=80.0, draw=draw_hard),
+    "digits": DataSet(size=32, res="32:32", target=95.0, epochs=8, draw=draw_digit),
+    "hard": DataSet(size=64, res="32:64", target=80.0, epochs=10, draw=draw_hard),
 }
 
 
@@ -221,35 +224,78 @@ def train(config: str, shards: Path, out: Path, flags: list[str]) -> Run:
     return Run(config, accs, seconds, time.perf_counter() - start)
 
 
-def fmt(value: float | int | None, spec: str) -> str:
-    return "not reached" if value is None else format(value, spec)
+def fmt(value: float | int | None, spec: str, missing: str = "not reached") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median over seeds, a run that never reached the target (None) counting as beyond the budget:
+    None when the median lands on such runs (with 2 seeds: when either missed, since it is their mean)."""
+    middle = statistics.median(math.inf if value is None else value for value in values)
+    return None if math.isinf(middle) else middle
+
+
+def summarize(runs: list[Run], target: float) -> dict:
+    """One configuration over its seeds: per-seed epochs/seconds to target and best Acc@1, and their medians."""
+    epochs = [run.epochs_to(target) for run in runs]
+    seconds = [run.seconds_to(target) for run in runs]
+    best = [run.best() for run in runs]
+    return {"config": runs[0].config, "seeds": [run.seed for run in runs], "epochs_to_target": epochs,
+            "seconds_to_target": seconds, "best_acc1": best, "median_epochs_to_target": median(epochs),
+            "median_seconds_to_target": median(seconds), "median_best_acc1": statistics.median(best)}
+
+
+def cell(middle: float | None, values: list[float | None], spec: str) -> str:
+    """'median (seed 0 / seed 1 / ...)', or the one value for one seed; '–' marks a seed that missed."""
+    if len(values) == 1:
+        return fmt(values[0], spec)
+    return f"{fmt(middle, spec)} ({' / '.join(fmt(value, spec, '–') for value in values)})"
+
+
+def by_config(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped per configuration, in first-seen order, each group in seed order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.config, []).append(run)
+    return {config: sorted(group, key=lambda run: run.seed) for config, group in groups.items()}
 
 
 def markdown(name: str, target: float, epochs: int, runs: list[Run]) -> str:
-    """One set's table: a row per configuration."""
-    lines = [f"### {name}: target Acc@1 {target:g} % within {epochs} epochs",
-             "", "| config | epochs to target | seconds to target | best Acc@1 |", "|---|---:|---:|---:|"]
-    for run in runs:
-        lines.append(f"| {run.config} | {fmt(run.epochs_to(target), 'd')} | {fmt(run.seconds_to(target), '.1f')} "
-                     f"| {run.best():.2f} |")
+    """One set's table: a row per configuration; with several seeds each cell is the median (each seed)."""
+    groups = by_config(runs)
+    seeds = sorted({run.seed for run in runs})
+    lines = [f"### {name}: target Acc@1 {target:g} % within {epochs} epochs"]
+    if len(seeds) > 1:
+        lines.append(f"\nMedian over seeds {', '.join(map(str, seeds))} (each seed in brackets, – where it missed; "
+                     "a miss counts as beyond the budget, so with 2 seeds one miss makes the median one).")
+    lines += ["", "| config | epochs to target | seconds to target | best Acc@1 |", "|---|---:|---:|---:|"]
+    for config, group in groups.items():
+        row = summarize(group, target)
+        lines.append(f"| {config} | {cell(row['median_epochs_to_target'], row['epochs_to_target'], 'g')} "
+                     f"| {cell(row['median_seconds_to_target'], row['seconds_to_target'], '.1f')} "
+                     f"| {cell(row['median_best_acc1'], row['best_acc1'], '.2f')} |")
     return "\n".join(lines)
 
 
-def run_set(name: str, target: float, args: argparse.Namespace, root: Path) -> list[Run]:
+def run_set(name: str, target: float, epochs: int, args: argparse.Namespace, root: Path) -> list[Run]:
+    """Every configuration for every train seed on one set (generated once, from the fixed data seed 0)."""
     shards = prepare(name, root, args.per_class_limit, args.workers)
     runs = []
-    for config in args.configs:
-        flags = train_flags(config, SETS[name], args.epochs, args.batch_size, args.workers, args.seed)
-        runs.append(train(config, shards, root / f"{name}-{config}", flags))
-        print(f"{name} {config}: best {runs[-1].best():.2f} in {runs[-1].wall_s:.0f} s wall", file=sys.stderr,
-              flush=True)
+    for seed in args.seeds:
+        for config in args.configs:
+            flags = train_flags(config, SETS[name], epochs, args.batch_size, args.workers, seed)
+            run = train(config, shards, root / f"{name}-{config}-seed{seed}", flags)
+            runs.append(Run(run.config, run.accs, run.seconds, run.wall_s, seed))
+            print(f"{name} {config} seed {seed}: best {run.best():.2f} in {run.wall_s:.0f} s wall", file=sys.stderr,
+                  flush=True)
     return runs
 
 
-def report(name: str, target: float, runs: list[Run]) -> dict:
-    return {"target": target, "runs": [{**asdict(run), "epochs_to_target": run.epochs_to(target),
-                                        "seconds_to_target": run.seconds_to(target), "best_acc1": run.best()}
-                                       for run in runs]}
+def report(name: str, target: float, epochs: int, runs: list[Run]) -> dict:
+    return {"target": target, "epochs": epochs,
+            "runs": [{**asdict(run), "epochs_to_target": run.epochs_to(target),
+                      "seconds_to_target": run.seconds_to(target), "best_acc1": run.best()} for run in runs],
+            "summary": [summarize(group, target) for group in by_config(runs).values()]}
 
 
 def parse_targets(text: str | None, names: list[str]) -> dict[str, float]:
@@ -269,24 +315,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sets", default="digits,hard", help=f"Comma-separated, of {', '.join(SETS)} [digits,hard].")
     parser.add_argument("--configs", help=f"Comma-separated, of {', '.join(ALL_CONFIGS)} [all; --quick: "
                                           "reference,fast,fast+ema].")
-    parser.add_argument("--epochs", type=int, help="Epoch budget per run [8; --quick: 3].")
+    parser.add_argument("--epochs", type=int, help="Epoch budget per run, every set [each set's: "
+                                                   f"{', '.join(f'{k} {v.epochs}' for k, v in SETS.items())}; "
+                                                   "--quick: 3].")
     parser.add_argument("--target", help="Acc@1 in %%: one for every set or NAME=VALUE,... [digits=95,hard=80].")
     parser.add_argument("--quick", action="store_true", help="3 configs, 3 epochs, 40 images per class.")
     parser.add_argument("--per-class-limit", type=int, help="Pack at most N images per class and split [all].")
     parser.add_argument("--batch-size", type=int, default=32, help="Per-device batch [32, as the demo].")
     parser.add_argument("--workers", type=int, default=2, help="Loader workers [2, as the demo].")
-    parser.add_argument("--seed", type=int, default=0, help="Train seed [0].")
+    parser.add_argument("--seeds", "--seed", default="0",
+                        help="Comma-separated train seeds (model init, data order; the sets' images stay those of "
+                             "data seed 0); with several, each cell is the median and each seed's value [0].")
     parser.add_argument("--json", action="store_true", help="Also print one JSON object as the last line.")
     args = parser.parse_args(argv)
     args.sets = args.sets.split(",")
     args.configs = (args.configs or ("reference,fast,fast+ema" if args.quick else ",".join(ALL_CONFIGS))).split(",")
-    args.epochs = args.epochs or (3 if args.quick else 8)
+    if args.quick and args.epochs is None:
+        args.epochs = 3
     if args.quick and args.per_class_limit is None:
         args.per_class_limit = 40
     if unknown := set(args.sets) - set(SETS):
         parser.error(f"unknown set(s) {', '.join(sorted(unknown))}: choose from {', '.join(SETS)}")
     if unknown := set(args.configs) - set(ALL_CONFIGS):
         parser.error(f"unknown config(s) {', '.join(sorted(unknown))}: choose from {', '.join(ALL_CONFIGS)}")
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds}: give integers separated by commas")
     try:
         args.targets = parse_targets(args.target, args.sets)
     except (KeyError, ValueError):
@@ -296,13 +351,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    results = {"epochs": args.epochs, "per_class_limit": args.per_class_limit, "seconds": "train only, cumulative",
-               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}, "sets": {}}
+    results = {"seeds": args.seeds, "per_class_limit": args.per_class_limit, "seconds": "train only, cumulative",
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+               "sets": {}}
     with tempfile.TemporaryDirectory(prefix="tta-") as tmp:
         for name in args.sets:
-            runs = run_set(name, args.targets[name], args, Path(tmp))
-            print(markdown(name, args.targets[name], args.epochs, runs) + "\n", flush=True)
-            results["sets"][name] = report(name, args.targets[name], runs)
+            epochs = args.epochs or SETS[name].epochs
+            runs = run_set(name, args.targets[name], epochs, args, Path(tmp))
+            print(markdown(name, args.targets[name], epochs, runs) + "\n", flush=True)
+            results["sets"][name] = report(name, args.targets[name], epochs, runs)
     if args.json:
         print(json.dumps(results))
     return results
