@@ -137,7 +137,7 @@ def draw_hard(pixels: np.ndarray, rng: np.random.Generator, size: int = 64) -> I
 
 SETS: dict[str, DataSet] = {
     "digits": DataSet(size=32, res="32:32", target=95.0, epochs=8, draw=draw_digit),
-    "hard": DataSet(size=64, res="32:64", target=80.0, epochs=10, draw=draw_hard),
+    "hard": DataSet(size=64, res="32:64", target=60.0, epochs=10, draw=draw_hard),
 }
 
 
@@ -318,7 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="Epoch budget per run, every set [each set's: "
                                                    f"{', '.join(f'{k} {v.epochs}' for k, v in SETS.items())}; "
                                                    "--quick: 3].")
-    parser.add_argument("--target", help="Acc@1 in %%: one for every set or NAME=VALUE,... [digits=95,hard=80].")
+    parser.add_argument("--target", help="Acc@1 in %%: one for every set or NAME=VALUE,... [digits=95,hard=60].")
     parser.add_argument("--quick", action="store_true", help="3 configs, 3 epochs, 40 images per class.")
     parser.add_argument("--per-class-limit", type=int, help="Pack at most N images per class and split [all].")
     parser.add_argument("--batch-size", type=int, default=32, help="Per-device batch [32, as the demo].")
