@@ -284,7 +284,7 @@ def markdown(name: str, target: float, epochs: int, runs: list[Run]) -> str:
     lines = [f"### {name}: target Acc@1 {target:g} % within {epochs} epochs"]
     if len(seeds) > 1:
         lines.append(f"\nMedian over seeds {', '.join(map(str, seeds))} (each seed in brackets, – where it missed; "
-                     "a miss counts as beyond the budget, so with 2 seeds one miss makes the median one).")
+                     "a miss counts as beyond the budget, so with 2 seeds one miss makes the median one too).")
     lines += ["", "| config | epochs to target | seconds to target | best Acc@1 |", "|---|---:|---:|---:|"]
     for config, group in groups.items():
         row = summarize(group, target)
