@@ -34,7 +34,7 @@ def test_flags_follow_recipe_and_set(monkeypatch):
     assert hard[hard.index("--warmup-epochs") + 1] == "1.0"
     reference = tta.train_flags("reference", tta.SETS["digits"], 4, 32, 2, 0)
     assert "--res" not in reference and "--warmup-epochs" not in reference and "--ema-decay" not in reference
-    assert tta.parse_targets("digits=90", ["digits", "hard"]) == {"digits": 90.0, "hard": 80.0}
+    assert tta.parse_targets("digits=90", ["digits", "hard"]) == {"digits": 90.0, "hard": 60.0}
     assert tta.parse_targets("50", ["digits", "hard"]) == {"digits": 50.0, "hard": 50.0}
 
 
@@ -51,3 +51,33 @@ def test_epoch_accuracy_is_the_better_of_raw_and_ema(tmp_path, monkeypatch):
              {"kind": "epoch", "epoch": 1, "epoch_seconds": 3.0, "acc1": 60.0, "ema_acc1": 70.0}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert tta.read_epochs(tmp_path / "metrics.jsonl") == ([50.0, 70.0], [2.0, 5.0])
+
+
+def test_seeds_aggregate_to_the_median_a_miss_counting_as_beyond_the_budget(monkeypatch):
+    tta = load_benchmark(monkeypatch)
+    assert tta.median([5, 7]) == 6 and tta.median([5, None]) is None and tta.median([5, None, 6]) == 6
+    assert tta.median([None, None, 4]) is None and tta.median([3]) == 3
+    runs = [tta.Run("fast", [50.0, 81.0, 90.0], [5.0, 10.0, 15.0], 20.0, seed=1),
+            tta.Run("fast", [81.0, 85.0, 86.0], [6.0, 12.0, 18.0], 20.0, seed=0),
+            tta.Run("reference", [50.0, 60.0, 70.0], [7.0, 14.0, 21.0], 25.0, seed=0),
+            tta.Run("reference", [50.0, 60.0, 82.0], [7.0, 14.0, 21.0], 25.0, seed=1)]
+    fast = tta.summarize(tta.by_config(runs)["fast"], 80.0)
+    assert fast["seeds"] == [0, 1] and fast["epochs_to_target"] == [1, 2] and fast["median_epochs_to_target"] == 1.5
+    assert fast["seconds_to_target"] == [6.0, 10.0] and fast["median_seconds_to_target"] == 8.0
+    assert fast["best_acc1"] == [86.0, 90.0] and fast["median_best_acc1"] == 88.0
+    reference = tta.summarize(tta.by_config(runs)["reference"], 80.0)
+    assert reference["epochs_to_target"] == [None, 3] and reference["median_epochs_to_target"] is None
+    table = tta.markdown("hard", 80.0, 3, runs).splitlines()
+    assert "| fast | 1.5 (1 / 2) | 8.0 (6.0 / 10.0) | 88.00 (86.00 / 90.00) |" in table
+    assert "| reference | not reached (– / 3) | not reached (– / 21.0) | 76.00 (70.00 / 82.00) |" in table
+    one = tta.markdown("hard", 80.0, 3, runs[1:2]).splitlines()  # one seed: plain values, no brackets
+    assert "| fast | 1 | 6.0 | 86.00 |" in one
+
+
+def test_seeds_and_per_set_budgets_parse(monkeypatch):
+    tta = load_benchmark(monkeypatch)
+    args = tta.parse_args(["--seeds", "0,1"])
+    assert args.seeds == [0, 1] and args.epochs is None and len(args.configs) == 9
+    assert tta.parse_args(["--seed", "3"]).seeds == [3]
+    quick = tta.parse_args(["--quick"])
+    assert quick.epochs == 3 and quick.per_class_limit == 40 and quick.seeds == [0]
