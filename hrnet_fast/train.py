@@ -55,6 +55,7 @@ class TrainSummary:
     last_eval: EvalResult | None
     stopped_by_signal: bool
     run_dir: Path
+    at_train_size: tuple[int, EvalResult] | None = None  # (crop size, result) when val used another size
 
     def to_json(self) -> dict[str, Any]:
         """RUN_DIR/summary.json: written last, after the final checkpoint, so launchers and
@@ -62,6 +63,8 @@ class TrainSummary:
         return {"fps": self.fps if math.isfinite(self.fps) else None, "steps": self.steps,
                 "epochs": self.epochs_done, "best_acc1": self.best_acc1, "best_source": self.best_source,
                 "last_acc1": self.last_eval.acc1 if self.last_eval else None,
+                "train_image_size": self.at_train_size[0] if self.at_train_size else None,
+                "last_acc1_at_train_size": self.at_train_size[1].acc1 if self.at_train_size else None,
                 "stopped_by_signal": self.stopped_by_signal}
 
 
@@ -273,8 +276,9 @@ class Trainer:
         fps = meter.fps()
         if stopped or self._stop_step_reached():
             self._checkpoint()
+        at_train_size = None if stopped or self._stop_step_reached() else self._eval_at_train_size()
         summary = TrainSummary(fps, self.step, self.epoch, self.best_acc1, self.best_source, self.last_eval, stopped,
-                               self.run_dir)
+                               self.run_dir, at_train_size)
         self.log.write_json("summary.json", summary.to_json())
         if stopped:  # other nodes' launchers cannot see summary.json: each gets a marker of its own
             distributed.barrier()
@@ -282,6 +286,21 @@ class Trainer:
         log.info(f"FPS {fps:.1f}")
         self.log.close()
         return summary
+
+    def _eval_at_train_size(self) -> tuple[int, EvalResult] | None:
+        """After the last epoch, when val ran at another size than the last train crops (--val-image-size,
+        --res): the final weights' Acc@1 at the train size too, beside the test size's, so the gain
+        from testing larger shows (and a loss would)."""
+        cfg = self.cfg
+        train_size, val_size = image_size_at(cfg, cfg.epochs - 1), cfg.val_image_size or cfg.image_size
+        if self.last_eval is None or self.epoch < cfg.epochs or train_size == val_size:
+            return None
+        result = self.validate(self.raw_model, self.eval_model, image_size=train_size)
+        self.log.metrics({"kind": "final", "step": self.step, "image_size": train_size, "acc1": result.acc1,
+                          "acc5": result.acc5, "val_image_size": val_size, "val_acc1": self.last_eval.acc1})
+        log.info(f"final weights: Acc@1 {self.last_eval.acc1:.2f} at the test size {val_size} px, "
+                 f"{result.acc1:.2f} at the train size {train_size} px")
+        return train_size, result
 
     def _stop_step_reached(self) -> bool:
         return self.cfg.stop_step is not None and self.step >= self.cfg.stop_step
@@ -411,18 +430,19 @@ class Trainer:
         self._last_save = time.monotonic()
         meter.start_interval()
 
-    def validate(self, model: nn.Module, forward: nn.Module) -> EvalResult:
+    def validate(self, model: nn.Module, forward: nn.Module, image_size: int | None = None) -> EvalResult:
         """Accuracy of `model` (the raw weights or their EMA), run through `forward` (itself or
         its DDP wrapper): one model, the one checkpoints keep, rank 0's. Each rank's BatchNorm
         statistics follow its own batches (DDP does not broadcast buffers here), so rank 0's are
         sent to all before they share out the val set. With --precise-bn they are first
-        recomputed for the current weights, from the start of the next epoch's train stream."""
+        recomputed for the current weights, from the start of the next epoch's train stream.
+        `image_size`: the val crop size [--val-image-size, else --image-size]."""
         if self.cfg.precise_bn:
             recompute_bn_stats(model, self._train_batches(), self.cfg.precise_bn, self.precision.autocast)
         if self.world.distributed:
             distributed.broadcast_from_main(model.buffers())
         loader = ValLoader(self.val_source, batch_size=self.cfg.batch_size,
-                           image_size=self.cfg.val_image_size or self.cfg.image_size,
+                           image_size=image_size or self.cfg.val_image_size or self.cfg.image_size,
                            rank=self.world.rank, world_size=self.world.size, num_workers=self._val_workers(),
                            pin_memory=self.device.pin_memory)
         batches = DevicePrefetcher(loader, self.device, dtype=self.precision.input_dtype)

@@ -199,9 +199,12 @@ def test_config_json_is_resolves_output_and_seeds_a_new_run(tiny_shards, tmp_pat
 
 def test_progressive_resizing_logs_each_epochs_size_and_resumes_at_it(tiny_shards, tmp_path):
     """--res 32:64 over 3 epochs: 32 px, then 48 rounded up to 64, then 64. Stopped in epoch 1 and
-    resumed with only --resume, the run continues at that epoch's 64 px, from its saved config."""
+    resumed with only --resume, the run continues at that epoch's 64 px, from its saved config.
+    Val at 32 px (--val-image-size): at the end the final weights are also scored at the 64 px
+    they trained at last."""
     run = tmp_path / "run"
-    train(tiny_shards, run, "--epochs", "3", "--res", "32:64", "--stop-step", "30")  # 25 steps an epoch
+    train(tiny_shards, run, "--epochs", "3", "--res", "32:64", "--val-image-size", "32",
+          "--stop-step", "30")  # 25 steps an epoch
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     result = run_cli("-m", "hrnet_fast", "train", "--shards", str(tiny_shards), "--out", str(run),
                      "--model", "hrnet_w18_small_v1", "--device", "cpu", "--resume", "auto")
@@ -210,3 +213,10 @@ def test_progressive_resizing_logs_each_epochs_size_and_resumes_at_it(tiny_shard
     assert [(r["epoch"], r["image_size"]) for r in records if r["kind"] == "epoch"] == [(0, 32), (1, 64), (2, 64)]
     trained = {(r["epoch"], r["image_size"]) for r in records if r["kind"] == "train"}
     assert trained == {(0, 32), (1, 64), (2, 64)}
+    final = [r for r in records if r["kind"] == "final"]
+    last_val = [r for r in records if r["kind"] == "epoch"][-1]["acc1"]
+    assert len(final) == 1 and final[0]["image_size"] == 64 and final[0]["val_image_size"] == 32
+    assert final[0]["val_acc1"] == last_val and 0 <= final[0]["acc1"] <= 100
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_image_size"] == 64 and summary["last_acc1_at_train_size"] == final[0]["acc1"]
+    assert "at the test size 32 px" in result.stdout and "at the train size 64 px" in result.stdout
