@@ -12,6 +12,7 @@ from shardgen import make_shards
 
 from hrnet_fast.data import TrainLoader, open_source
 from hrnet_fast.data.ring import REUSE_SAFE, BatchRing
+from hrnet_fast.data.stream import train_batch
 
 pytestmark = pytest.mark.skipif(not REUSE_SAFE, reason="this torch keeps no Python object per storage: no reuse")
 
@@ -44,8 +45,8 @@ def test_released_buffers_are_reused_and_held_ones_are_not(shards, workers):
 
 def test_a_ring_without_free_buffers_hands_out_fresh_memory():
     ring = BatchRing((2, 4, 4, 3), workers=1, per_worker=2)
-    first, second, third = ring.take(0), ring.take(0), ring.take(0)
-    assert [first[0], second[0], third[0]] == [0, 1, -1]
+    first, second, third = (train_batch(ring, 0, 2, 4) for _ in range(3))
+    assert [first[0], second[0], third[0]] == [0, 1, -1] and third[1].shape == (2, 4, 4, 3)
     third[1].fill_(7)
     assert not first[1].any() and not second[1].any()
     ring.release(0)

@@ -138,8 +138,11 @@ REGION_SOURCE = ROOT / "hrnet_fast" / "data" / "_crop.c"
 
 
 def region_decoder_built() -> bool:
-    """Whether the optional C extension (setup.py) sits next to its source, as an editable install builds it."""
-    return any(REGION_SOURCE.parent.glob("_crop.*.so")) or any(REGION_SOURCE.parent.glob("_crop.*.pyd"))
+    """Whether the optional C extension (setup.py) sits next to its source, as an editable install
+    builds it, and is not older than the source: a rebuild that failed leaves the old one behind."""
+    source = REGION_SOURCE.stat().st_mtime
+    return any(built.stat().st_mtime >= source for pattern in ("_crop.*.so", "_crop.*.pyd")
+               for built in REGION_SOURCE.parent.glob(pattern))
 
 
 def libjpeg_headers() -> bool:

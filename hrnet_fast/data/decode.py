@@ -37,7 +37,7 @@ Box = tuple[float, float, float, float]  # left, top, right, bottom in source pi
 
 def jpeg_decoder() -> str:
     """Which decoder JPEG crops go through here, for benchmark reports and logs."""
-    if _crop is not None:
+    if _crop is not None and simplejpeg is not None:  # EncodedImage keeps JPEG bytes only with simplejpeg
         return "region (libjpeg-turbo, crop rows and columns only)"
     return "whole image (simplejpeg)" if simplejpeg is not None else "whole image (PIL)"
 
@@ -153,7 +153,7 @@ class EncodedImage:
     """Image bytes with the size read from the header and the pixels not decoded yet."""
 
     def __init__(self, data: bytes | Image.Image) -> None:
-        # bytes: a JPEG for simplejpeg to decode; an Image: PIL's (decoded lazily) for all else
+        # bytes: a YCbCr/grey JPEG for _crop or simplejpeg; an Image: PIL's (decoded lazily) for all else
         self._source: bytes | Image.Image
         if isinstance(data, Image.Image):
             self._source = data

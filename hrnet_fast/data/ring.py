@@ -9,7 +9,8 @@ Safety comes first: a buffer is written again only after every tensor in the mai
 views its last batch is gone. The main process learns that from the storage's finalizer (torch
 keeps one Python object per storage, so views made from the batch keep it alive too); with pinned
 memory the batch is copied out before the main process sees it, so it is released on arrival.
-A worker that finds none of its buffers released builds the batch in fresh memory, as before:
+A worker that finds none of its buffers released builds the batch in fresh memory (the caller's
+`image_batch`), as before:
 a consumer that keeps every batch gets correct batches, never a wait or an overwrite.
 
 Counters live in shared memory: `handed[s]` (written by the worker that owns buffer s) and
@@ -66,8 +67,8 @@ class BatchRing:
         self.handed, self.released = counters.numpy()
         self._cursor = 0  # this process's next buffer to try (each worker has its own copy)
 
-    def take(self, worker: int) -> tuple[int, torch.Tensor]:
-        """(slot, buffer) for the worker's next batch: a released buffer of its own, else (-1, fresh memory).
+    def take(self, worker: int) -> tuple[int, torch.Tensor | None]:
+        """(slot, buffer) for the worker's next batch: a released buffer of its own, else (-1, None).
 
         In a worker the buffer's own tensor goes out (its storage is shared: only a handle crosses);
         in the main process (no workers) a tensor on a storage of its own, so that its finalizer
@@ -80,7 +81,7 @@ class BatchRing:
                 self._cursor = (self._cursor + i + 1) % self.per_worker
                 buffer = self.buffers[slot]
                 return slot, buffer if get_worker_info() is not None else torch.from_numpy(buffer.numpy())
-        return -1, shared_empty(self.shape) if get_worker_info() is not None else torch.empty(self.shape, dtype=torch.uint8)
+        return -1, None
 
     def track(self, slot: int, images: torch.Tensor) -> None:
         """In the main process, for each batch that arrives: release its buffer once `images` (the

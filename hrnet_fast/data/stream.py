@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
@@ -27,7 +26,7 @@ from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image, decode_val_image
 from hrnet_fast.data.plan import epoch_rng, skipped_batches
 from hrnet_fast.data.reader import Faults, RawSample, read_shard
-from hrnet_fast.data.ring import BatchRing
+from hrnet_fast.data.ring import BatchRing, shared_empty
 from hrnet_fast.data.source import ShardSource
 
 log = logs.get(__name__)
@@ -63,8 +62,7 @@ def image_batch(batch_size: int, size: int, zeroed: bool = False) -> tuple[torch
     """
     shape = (batch_size, size, size, 3)
     if get_worker_info() is not None:
-        storage = torch.UntypedStorage._new_shared(math.prod(shape))
-        tensor = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        tensor = shared_empty(shape)
     else:
         tensor = torch.zeros(shape, dtype=torch.uint8) if zeroed else torch.empty(shape, dtype=torch.uint8)
     return tensor, tensor.numpy()
@@ -72,9 +70,9 @@ def image_batch(batch_size: int, size: int, zeroed: bool = False) -> tuple[torch
 
 def train_batch(ring: BatchRing | None, worker: int, batch_size: int, size: int) -> tuple[int, torch.Tensor, np.ndarray]:
     """(ring slot or -1, uint8 [B, S, S, 3] tensor, its numpy view) for a worker's next train batch."""
-    if ring is None:
+    slot, batch = ring.take(worker) if ring is not None else (-1, None)
+    if batch is None:
         return (-1, *image_batch(batch_size, size))
-    slot, batch = ring.take(worker)
     return slot, batch, batch.numpy()
 
 
