@@ -296,8 +296,9 @@ class Trainer:
         if self.last_eval is None or self.epoch < cfg.epochs or train_size == val_size:
             return None
         result = self.validate(self.raw_model, self.eval_model, image_size=train_size)
-        self.log.metrics({"kind": "final", "step": self.step, "image_size": train_size, "acc1": result.acc1,
-                          "acc5": result.acc5, "val_image_size": val_size, "val_acc1": self.last_eval.acc1})
+        self.log.metrics({"kind": "final", "epoch": cfg.epochs - 1, "step": self.step, "image_size": train_size,
+                          "acc1": result.acc1, "acc5": result.acc5, "val_image_size": val_size,
+                          "val_acc1": self.last_eval.acc1})
         log.info(f"final weights: Acc@1 {self.last_eval.acc1:.2f} at the test size {val_size} px, "
                  f"{result.acc1:.2f} at the train size {train_size} px")
         return train_size, result

@@ -216,6 +216,7 @@ def test_progressive_resizing_logs_each_epochs_size_and_resumes_at_it(tiny_shard
     final = [r for r in records if r["kind"] == "final"]
     last_val = [r for r in records if r["kind"] == "epoch"][-1]["acc1"]
     assert len(final) == 1 and final[0]["image_size"] == 64 and final[0]["val_image_size"] == 32
+    assert final[0]["epoch"] == 2  # every metrics line names its epoch (DESIGN.md)
     assert final[0]["val_acc1"] == last_val and 0 <= final[0]["acc1"] <= 100
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_image_size"] == 64 and summary["last_acc1_at_train_size"] == final[0]["acc1"]
