@@ -173,7 +173,7 @@ class Trainer:
                                   rank=world.rank, world_size=world.size, num_workers=resolved(cfg.workers, "workers"),
                                   seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
                                   pin_memory=device.pin_memory, crop_scale=(cfg.crop_scale_min, 1.0),
-                                  hflip=cfg.hflip)
+                                  hflip=cfg.hflip, epochs=cfg.epochs)
         self.steps_per_epoch = self.loader.batches_per_epoch
         if self.steps_per_epoch < 1:
             raise UserError(f"the train split gives no full batch of {cfg.batch_size} per worker: "
@@ -272,6 +272,7 @@ class Trainer:
                     break
                 if outcome == "epoch":
                     self._end_epoch(meter)
+        self.loader.close()  # the train workers' CPUs go to the final evaluation
         self.device.synchronize()
         fps = meter.fps()
         if stopped or self._stop_step_reached():

@@ -6,8 +6,10 @@ damaged data is never a hang and never a silent shortfall.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
@@ -17,6 +19,7 @@ from hrnet_fast.data.plan import BLOCK, SamplePlan, TrainPlan, sample_plan, trai
 from hrnet_fast.data.ranges import RangeStream
 from hrnet_fast.data.reader import Faults
 from hrnet_fast.data.ring import BatchRing
+from hrnet_fast.data.series import EpochSeries, Series
 from hrnet_fast.data.source import ShardSource
 from hrnet_fast.data.stream import TrainStream, ValStream, WorkerBatch
 from hrnet_fast.data.workers import dataloader_options, sigterm_held
@@ -69,6 +72,43 @@ def checked(batches: Iterator[WorkerBatch], stats: Faults, limit: float, what: s
         yield fields
 
 
+@dataclass(frozen=True)
+class RankStreams:
+    """How one rank's epochs are planned and read: all a worker needs to build any epoch's stream
+    by itself (a series runs epoch after epoch in the same workers; spawned ones get a copy)."""
+
+    source: ShardSource
+    batch_size: int
+    rank: int
+    world_size: int
+    readers: int
+    seed: int
+    shuffle_buffer: int
+    window: int
+    with_keys: bool
+    crop_scale: tuple[float, float]
+    hflip: bool
+    block: int
+
+    def plan(self, epoch: int) -> SamplePlan | TrainPlan:
+        """The epoch's plan for all ranks (identical on every rank)."""
+        if self.source.indexed:
+            return sample_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.batch_size,
+                               self.block)
+        return train_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.readers,
+                          self.batch_size)
+
+    def stream(self, epoch: int, skip: int, size: int, ring: BatchRing | None) -> RangeStream | TrainStream:
+        """The rank's batches of `epoch` from batch `skip` on, cropped to `size`, built in `ring`."""
+        plan = self.plan(epoch)
+        if isinstance(plan, SamplePlan):
+            return RangeStream(self.source, plan, epoch, self.seed, self.rank, self.world_size, self.batch_size,
+                               size, self.window, skip, self.with_keys, self.crop_scale, self.hflip, ring)
+        return TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
+                           self.batch_size, size, self.shuffle_buffer, skip, self.with_keys, self.crop_scale,
+                           self.hflip, ring)
+
+
 class TrainLoader:
     """Training batches for one rank: `epoch_iter(epoch)` yields exactly `batches_per_epoch` of
     (images uint8 [B, S, S, 3], labels int64 [B]) — plus keys (list[str]) with `with_keys`.
@@ -76,13 +116,18 @@ class TrainLoader:
     Indexed shards get the sample-ranges plan, others the whole-shard plan (plan.py);
     `plan_name` says which and `describe_plan()` how it shuffles. `shuffle_buffer` is the
     samples a worker holds to shuffle: the whole-shard plan's buffer, or the sample-ranges
-    plan's window of shuffle_buffer // batch_size batches (1: no window shuffle)."""
+    plan's window of shuffle_buffer // batch_size batches (1: no window shuffle).
+
+    The workers outlive epochs (series.py): consecutive epoch_iter calls at one image size run
+    in the same workers, which start on the next epoch while this one's last batches are used.
+    `epochs`: the run's epoch count, so they stop after the last one (None: they go on until
+    `close()` or the loader goes)."""
 
     def __init__(self, source: ShardSource, batch_size: int, image_size: int, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, seed: int = 0, shuffle_buffer: int = 4096,
                  pin_memory: bool | str = False, prefetch_factor: int = TRAIN_PREFETCH, max_bad_fraction: float = 0.01,
                  with_keys: bool = False, crop_scale: tuple[float, float] = TRAIN_SCALE,
-                 hflip: bool = True, block: int = BLOCK) -> None:
+                 hflip: bool = True, block: int = BLOCK, epochs: int | None = None) -> None:
         check_args(batch_size, image_size, rank, world_size, num_workers)
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise UserError(f"crop scale {crop_scale} must satisfy 0 < min <= max <= 1")
@@ -93,9 +138,11 @@ class TrainLoader:
         self.rank, self.world_size, self.num_workers, self.seed = rank, world_size, num_workers, seed
         self.shuffle_buffer, self.pin_memory, self.prefetch_factor = max(1, shuffle_buffer), pin_memory, prefetch_factor
         self.window = max(1, shuffle_buffer // batch_size)
-        self.max_bad_fraction, self.with_keys = max_bad_fraction, with_keys
+        self.max_bad_fraction, self.with_keys, self.epochs = max_bad_fraction, with_keys, epochs
         self.readers = max(num_workers, 1)  # num_workers=0: the main process is the one reader
         self.plan_name = "sample-ranges" if source.indexed else "whole-shards"
+        self.streams = RankStreams(source, batch_size, rank, world_size, self.readers, seed, self.shuffle_buffer,
+                                   self.window, with_keys, crop_scale, hflip, block)
         first = self.plan(0)
         if isinstance(first, SamplePlan):
             self.batches_per_epoch = first.steps
@@ -103,14 +150,13 @@ class TrainLoader:
             self.batches_per_epoch = first.batches_per_worker * self.readers
         self.dropped_per_epoch = first.dropped
         self.stats = Faults()
+        self.ring: BatchRing | None = None  # the running series' ring, for benchmarks and tests
+        self._series: Series | None = None
+        self._series_size = 0
 
     def plan(self, epoch: int) -> SamplePlan | TrainPlan:
         """The epoch's plan for all ranks (identical on every rank)."""
-        if self.source.indexed:
-            return sample_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.batch_size,
-                               self.block)
-        return train_plan(self.source.shard_sizes, self.seed, epoch, self.world_size, self.readers,
-                          self.batch_size)
+        return self.streams.plan(epoch)
 
     def describe_plan(self) -> str:
         """One line for the logs: which plan, and how it mixes samples."""
@@ -124,33 +170,42 @@ class TrainLoader:
 
     def epoch_iter(self, epoch: int, skip_batches: int = 0, image_size: int | None = None) -> Iterator[tuple]:
         """This rank's batches of `epoch` from batch `skip_batches` on (to resume mid-epoch), cropped
-        to `image_size` (progressive resizing: each epoch starts its workers anew, so each may
-        have its own size; None: the loader's).
+        to `image_size` (progressive resizing; None: the loader's).
 
-        Skipped batches are never decoded. `stats` restarts at zero and holds the epoch's faults so far.
+        The batches are the same whether the workers run on from the previous call or start
+        here: they do where the call continues the last one (the next epoch, or the rest of an
+        epoch left unfinished) at the same size. Skipped batches are never decoded. `stats`
+        restarts at zero and holds the epoch's faults so far.
         """
         if not 0 <= skip_batches <= self.batches_per_epoch:
             raise UserError(f"cannot skip {skip_batches} batches of an epoch of {self.batches_per_epoch}")
         size = self.image_size if image_size is None else image_size
         check_args(self.batch_size, size, self.rank, self.world_size, self.num_workers)
-        plan = self.plan(epoch)
-        # A fresh ring each epoch, made before the workers fork; a buffer per batch a worker may
-        # have in flight (prefetch_factor) plus two the consumer may hold.
-        ring = BatchRing((self.batch_size, size, size, 3), self.readers, self.prefetch_factor + 2)
-        self.ring = ring  # the current epoch's, for benchmarks and tests
-        stream: IterableDataset
-        if isinstance(plan, SamplePlan):
-            stream = RangeStream(self.source, plan, epoch, self.seed, self.rank, self.world_size, self.batch_size,
-                                 size, self.window, skip_batches, self.with_keys, self.crop_scale,
-                                 self.hflip, ring)
-        else:
-            stream = TrainStream(self.source, plan.shards, plan.batches_per_worker, epoch, self.seed, self.rank,
-                                 self.batch_size, size, self.shuffle_buffer, skip_batches,
-                                 self.with_keys, self.crop_scale, self.hflip, ring)
+        series = self._series
+        if series is None or size != self._series_size or not series.continues(epoch, skip_batches):
+            series = self._start(epoch, skip_batches, size)
         self.stats = Faults()
         limit = self.max_bad_fraction * self.batches_per_epoch * self.batch_size
-        batches = worker_batches(stream, self.num_workers, self.pin_memory, self.prefetch_factor, ring)
-        return checked(batches, self.stats, limit, f"train epoch {epoch}, rank {self.rank}")
+        return checked(series.take(), self.stats, limit, f"train epoch {epoch}, rank {self.rank}")
+
+    def _start(self, epoch: int, skip_batches: int, size: int) -> Series:
+        """A new series of epochs from (epoch, skip_batches), in workers of its own."""
+        self.close()
+        # A ring per series, made before its workers fork: a buffer per batch a worker may have
+        # in flight (prefetch_factor) plus two the consumer may hold.
+        self.ring = BatchRing((self.batch_size, size, size, 3), self.readers, self.prefetch_factor + 2)
+        stop = None if self.epochs is None else max(self.epochs, epoch + 1)
+        stream_at = functools.partial(self.streams.stream, size=size, ring=self.ring)
+        dataset = EpochSeries(stream_at, epoch, skip_batches, self.batches_per_epoch, stop)
+        batches = worker_batches(dataset, self.num_workers, self.pin_memory, self.prefetch_factor, self.ring)
+        self._series, self._series_size = Series(batches, epoch, skip_batches, self.batches_per_epoch), size
+        return self._series
+
+    def close(self) -> None:
+        """Stop the workers now rather than when the loader goes (e.g. before a final evaluation)."""
+        if self._series is not None:
+            self._series.close()
+            self._series = None
 
 
 class ValLoader:

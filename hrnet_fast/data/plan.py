@@ -165,16 +165,27 @@ def pieces(plan: SamplePlan, lo: int, hi: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def worker_windows(steps: int, skip: int, worker: int, workers: int, window: int) -> list[Window]:
-    """The windows DataLoader worker `worker` serves when its rank starts at step `skip`.
+def logical_worker(worker: int, workers: int, skip: int, turn: int = 0) -> int:
+    """The worker of a full epoch whose batches DataLoader worker `worker` serves.
 
-    The DataLoader asks workers 0, 1, … in turn, so after a resume at `skip` worker w serves steps
-    skip + w, skip + w + workers, …: those of logical worker (w + skip) % workers, whose j-th batch
-    is step logical + j·workers in every run. Windows are cut from the logical worker's batches,
-    so a resumed run shuffles exactly as the full one; the windows before `skip` are left out by
-    plan and the one holding it is read and its done batches dropped, never decoded.
+    The DataLoader asks workers in turn, and asks worker `turn` for the epoch's first batch (step
+    `skip`; turn 0 for a fresh DataLoader, later for a series that runs on from the last epoch,
+    see series.py), so worker w serves steps skip + (w - turn) % workers, then every
+    `workers`-th: those of logical worker (w - turn + skip) % workers, whose j-th batch is step
+    logical + j·workers in every run.
     """
-    logical = (worker + skip) % workers
+    return (worker - turn + skip) % workers
+
+
+def worker_windows(steps: int, skip: int, worker: int, workers: int, window: int, turn: int = 0) -> list[Window]:
+    """The windows DataLoader worker `worker` serves when its rank starts at step `skip` and the
+    DataLoader asks worker `turn` first (`logical_worker`).
+
+    Windows are cut from the logical worker's batches, so a resumed run shuffles exactly as the
+    full one; the windows before `skip` are left out by plan and the one holding it is read and
+    its done batches dropped, never decoded.
+    """
+    logical = logical_worker(worker, workers, skip, turn)
     own = list(range(logical, steps, workers))
     done = skipped_batches(skip, logical, workers)
     windows = []

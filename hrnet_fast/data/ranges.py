@@ -102,9 +102,12 @@ class RangeStream(IterableDataset):
         self.num_classes = len(source.classes) if source.classes else None
 
     def __iter__(self) -> Iterator[WorkerBatch]:
-        worker, workers = worker_slot()
+        return self.batches_for(*worker_slot())
+
+    def batches_for(self, worker: int, workers: int, turn: int = 0) -> Iterator[WorkerBatch]:
+        """DataLoader worker `worker`'s batches when the DataLoader asks worker `turn` first."""
         self.worker = worker
-        return self.batches_of(worker_windows(self.plan.steps, self.skip_batches, worker, workers, self.window))
+        return self.batches_of(worker_windows(self.plan.steps, self.skip_batches, worker, workers, self.window, turn))
 
     def batches_of(self, windows: list[Window]) -> Iterator[WorkerBatch]:
         """The windows' batches from their `skip` on; a window's samples are read before any is decoded."""

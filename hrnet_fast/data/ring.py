@@ -15,8 +15,8 @@ a consumer that keeps every batch gets correct batches, never a wait or an overw
 
 Counters live in shared memory: `handed[s]` (written by the worker that owns buffer s) and
 `released[s]` (written by the main process); buffer s is free when they are equal. The ring is made
-in the main process before the workers fork, one per epoch, so no worker of an earlier epoch can
-touch it.
+in the main process before the workers fork, one per series of epochs (series.py), so no worker
+of an earlier series can touch it.
 """
 from __future__ import annotations
 

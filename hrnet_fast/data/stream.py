@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from hrnet_fast import log as logs
 from hrnet_fast.data.decode import TRAIN_SCALE, decode_train_image, decode_val_image
-from hrnet_fast.data.plan import epoch_rng, skipped_batches
+from hrnet_fast.data.plan import epoch_rng, logical_worker, skipped_batches
 from hrnet_fast.data.reader import Faults, RawSample, read_shard
 from hrnet_fast.data.ring import BatchRing, shared_empty
 from hrnet_fast.data.source import ShardSource
@@ -167,11 +167,12 @@ class TrainStream(IterableDataset):
         self.crop_scale, self.hflip = crop_scale, hflip
 
     def __iter__(self) -> Iterator[WorkerBatch]:
-        worker, workers = worker_slot()
+        return self.batches_for(*worker_slot())
+
+    def batches_for(self, worker: int, workers: int, turn: int = 0) -> Iterator[WorkerBatch]:
+        """DataLoader worker `worker`'s batches when the DataLoader asks worker `turn` first."""
         self.worker = worker
-        # The DataLoader asks workers 0, 1, … in turn; after skipping k batches the next one is
-        # logical worker k % workers's, so DataLoader worker w plays logical worker (w + k) % workers.
-        logical = (worker + self.skip_batches) % workers
+        logical = logical_worker(worker, workers, self.skip_batches, turn)
         global_worker = self.rank * workers + logical
         skip = skipped_batches(self.skip_batches, logical, workers)
         return self.batches_of(global_worker, skip)
