@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -280,6 +281,22 @@ def extract_folder(shards: Path, out: Path) -> None:
     done.touch()
 
 
+def drop_if_stale(shards: Path, extracted: Path | None, peers_work: Path) -> None:
+    """Remove cached shards that another pack version wrote (their bytes differ: version 2 added
+    restart markers), and what was made from them: the repeated links and, for a resized set,
+    the folder extracted from them and FFCV's .beton of that folder."""
+    from pack.shards import CONTENT_VERSION
+
+    manifest = shards / "manifest.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("settings", {}).get("pack_version") == CONTENT_VERSION:
+        return
+    print(f"{display(shards)}: packed by another pack version, packing again", flush=True)
+    for path in (shards, *shards.parent.glob(f"{shards.name}-x*"), *([extracted] if extracted else [])):
+        shutil.rmtree(path, ignore_errors=True)
+    for beton in peers_work.glob(f"*/{extracted.name}-q*.beton") if extracted else ():
+        beton.unlink()
+
+
 def prepare(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
     """Per set: (ImageFolder root, shard directory), made once and cached in --work."""
     originals = args.work / "images"
@@ -290,12 +307,12 @@ def prepare(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
     for name in args.sets:
         resize = SETS[name][1]
         shards = args.work / f"shards_{'default' if resize == 0 else f'resize{resize}'}"
+        extracted = args.work / f"images_resize{resize}" if resize else None
+        drop_if_stale(shards, extracted, args.work / "peers")
         pack(originals, shards, resize, shard_size, pack_workers)
-        folder = originals
-        if resize:
-            folder = args.work / f"images_resize{resize}"
-            extract_folder(shards, folder)
-        data[name] = (folder, shards)
+        if extracted:
+            extract_folder(shards, extracted)
+        data[name] = (extracted or originals, shards)
     return data
 
 

@@ -41,7 +41,7 @@ from pack.parallel import Progress
 from pack.scan import SplitFiles
 from pack.tarwriter import TarWriter
 
-CONTENT_VERSION = 1  # bump whenever the bytes packed for the same input and settings change
+CONTENT_VERSION = 2  # bump whenever the bytes packed for the same input and settings change (2: restart markers)
 CRASH_ENV = "HRNET_FAST_PACK_CRASH_AFTER"  # test hook: die mid-shard after N shards were built
 PROGRESS_EVERY = 32
 

@@ -346,8 +346,10 @@ def test_resize_caps_the_short_side(source, tmp_path):
     pack(source, tmp_path, "--splits", "val", "--resize", "24")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["stats"]["val"]["resized"] == 6 and manifest["settings"]["resize"] == 24
-    sizes = {Image.open(io.BytesIO(s["jpg"])).size for s in samples(tmp_path, "val")}
-    assert sizes == {(30, 24)}
+    packed = [s["jpg"] for s in samples(tmp_path, "val")]
+    assert {Image.open(io.BytesIO(jpg)).size for jpg in packed} == {(30, 24)}
+    # re-encoded with a restart marker after every MCU, for the loader's region decoder
+    assert all(b"\xff\xdd\x00\x04\x00\x01" in jpg for jpg in packed)
 
 
 def test_large_images_are_draft_decoded_to_the_same_geometry(tmp_path):

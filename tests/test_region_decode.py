@@ -58,6 +58,55 @@ def test_region_pixels_equal_the_whole_decode(scale):
             np.testing.assert_array_equal(part[:, lo:hi, :3], full[y0:y0 + ch, x0 + lo:x0 + hi, :3])
 
 
+def restart_coded(rng: np.random.Generator, every: int) -> list[bytes]:
+    """`jpegs`' kinds with a restart marker every `every` MCUs (pack writes every 1); with 3, the
+    MCU rows of some hold no whole number of intervals, which the decoder must decode the plain way."""
+    return [encode(photo_like(203, 150, rng, texture=12), quality=90, restart_marker_blocks=every),
+            encode(photo_like(150, 211, rng, texture=12), quality=95, subsampling=0, restart_marker_blocks=every),
+            encode(photo_like(181, 133, rng, texture=12), quality=85, subsampling=1, restart_marker_blocks=every),
+            encode(photo_like(170, 130, rng).convert("L"), quality=90, restart_marker_blocks=every)]
+
+
+@needs_region
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_restart_coded_regions_equal_the_whole_decode(scale, every):
+    rng = np.random.default_rng(10 * scale + every)
+    for data in restart_coded(rng, every):
+        assert b"\xff\xdd" in data  # the encoder wrote restart markers
+        whole, _, _, width, height = region.decode_region(data, scale, 0, 0, 10**6, 10**6)
+        full = np.frombuffer(whole, np.uint8).reshape(height, width, 4)
+        for _ in range(12):
+            x, y = int(rng.integers(-5, width)), int(rng.integers(-5, height))
+            w, h = int(rng.integers(max(1, 1 - x), width + 5)), int(rng.integers(1, height + 5))  # overlaps
+            pixels, x0, y0, cw, ch = region.decode_region(data, scale, x, y, w, h)
+            part = np.frombuffer(pixels, np.uint8).reshape(ch, cw, 4)
+            left, right = max(x, 0), min(x + w, width)  # the columns asked for
+            assert x0 <= left and y0 == min(max(y, 0), height - 1) and x0 + cw >= right
+            assert y0 + ch == min(max(y + h, y0 + 1), height)
+            # every row asked for, and every column but an interior region's outermost (as above)
+            lo, hi = left + (left > 0), right - (right < width)
+            np.testing.assert_array_equal(part[:, lo - x0:hi - x0, :3], full[y0:y0 + ch, lo:hi, :3])
+
+
+@needs_region
+def test_restart_coded_regions_decode_only_the_intervals_they_cover():
+    """Observable proof that only the covering intervals are read: an interval whose data is gone
+    (top right) breaks a region that covers it, and not one that does not (bottom left), which
+    the plain decoder would reach only through that interval's row."""
+    data = encode(photo_like(160, 128, np.random.default_rng(3), texture=12), quality=90, restart_marker_blocks=1)
+    first_marker = data.index(b"\xff\xd0")
+    markers = [i for i in range(first_marker, len(data) - 1) if data[i] == 0xFF and 0xD0 <= data[i + 1] <= 0xD7]
+    assert len(markers) == 10 * 8 - 1  # 160 x 128 at 4:2:0: 10 x 8 MCUs, one interval each
+    damaged = data[:markers[8] + 2] + data[markers[9]:]  # interval 9 (row 0, last column) emptied
+    want = np.frombuffer(region.decode_region(data, 1, 0, 0, 160, 128)[0], np.uint8).reshape(128, 160, 4)
+    pixels, x0, y0, cw, ch = region.decode_region(damaged, 1, 0, 64, 60, 64)
+    np.testing.assert_array_equal(np.frombuffer(pixels, np.uint8).reshape(ch, cw, 4)[:, :60 - x0 - 1],
+                                  want[64:128, x0:59])
+    with pytest.raises(ValueError, match="JPEG decode failed"):
+        region.decode_region(damaged, 1, 120, 0, 40, 20)
+
+
 @needs_region
 def test_crops_through_the_region_decoder_equal_the_whole_image_path(monkeypatch):
     rng = np.random.default_rng(7)

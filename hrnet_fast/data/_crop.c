@@ -10,6 +10,16 @@
  * each side of an interior region (chroma upsampling there lacks its neighbour): callers ask for
  * a margin beyond what they read.
  *
+ * Huffman decoding cannot skip anything, though: the rows above the region are entropy-decoded to
+ * get past them, and every row is entropy-decoded across its whole width, which is most of the
+ * work (300 of 455 us for a 256 x 341 photo). A JPEG with restart markers is different: each
+ * restart interval is coded on its own. When every MCU row holds a whole number of intervals
+ * (`pack` writes its re-encoded JPEGs that way), the intervals that cover the region, plus a
+ * chroma sample of context on each side, are copied into a smaller JPEG (same tables, its size
+ * in the frame header, its markers renumbered), and only that is decoded: Huffman work follows
+ * the crop's area, not the image's. Its pixels are the same, since every interval decodes alone
+ * and the upsampling context is kept.
+ *
  * decode_region(data, scale, x, y, width, height) -> (pixels, x0, y0, width, height)
  *   data: JPEG bytes (YCbCr or greyscale; the caller sends other colour spaces elsewhere)
  *   scale: 1, 2, 4 or 8: decode at 1/scale size in the DCT domain
@@ -29,6 +39,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
@@ -57,6 +68,146 @@ static void on_warning(j_common_ptr cinfo, int level) {
 
 static int clamp(long v, long lo, long hi) { return (int)(v < lo ? lo : (v > hi ? hi : v)); }
 
+/* ---- restart-interval sub-images ------------------------------------------------------------ */
+
+struct layout {
+    size_t dims;      /* offset of the frame header's height field (width follows) */
+    size_t scan;      /* first byte of entropy-coded data */
+    long width, height;
+    int mcu_w, mcu_h;  /* MCU size in pixels at full size */
+    unsigned restart;  /* MCUs per restart interval (0: none) */
+};
+
+static unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+
+/* The frame, restart interval and scan start of a baseline single-scan JPEG; 0 for anything else
+   (progressive, arithmetic, several scans, no restart interval), which decodes the plain way. */
+static int read_layout(const unsigned char *b, size_t n, struct layout *L) {
+    memset(L, 0, sizeof *L);
+    if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return 0;
+    size_t p = 2;
+    int components = 0, hmax = 1, vmax = 1;
+    while (p + 4 <= n) {
+        if (b[p] != 0xFF) return 0;
+        unsigned m = b[p + 1];
+        if (m == 0xFF) { p++; continue; }  /* fill byte */
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { p += 2; continue; }
+        if (m == 0xD9) return 0;
+        size_t len = be16(b + p + 2);
+        if (len < 2 || p + 2 + len > n) return 0;
+        const unsigned char *seg = b + p + 4;
+        if (m == 0xC0 || m == 0xC1) {
+            if (len < 8) return 0;
+            components = seg[5];
+            if (components < 1 || components > 4 || len < 8 + 3 * (size_t)components) return 0;
+            L->dims = p + 5;
+            L->height = be16(seg + 1);
+            L->width = be16(seg + 3);
+            for (int i = 0; i < components; i++) {
+                int h = seg[7 + 3 * i] >> 4, v = seg[7 + 3 * i] & 15;
+                if (h < 1 || v < 1) return 0;
+                if (h > hmax) hmax = h;
+                if (v > vmax) vmax = v;
+            }
+        } else if (m >= 0xC2 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            return 0;  /* progressive, lossless or arithmetic-coded */
+        } else if (m == 0xDD) {
+            if (len != 4) return 0;
+            L->restart = be16(seg);
+        } else if (m == 0xDA) {
+            if (components == 0 || seg[0] != components) return 0;  /* one scan with every component */
+            L->scan = p + 2 + len;
+            L->mcu_w = components == 1 ? 8 : 8 * hmax;  /* one component: non-interleaved, MCU = block */
+            L->mcu_h = components == 1 ? 8 : 8 * vmax;
+            return L->width > 0 && L->height > 0 && L->restart > 0;
+        }
+        p += 2 + len;
+    }
+    return 0;
+}
+
+static long ceil_div(long a, long b) { return (a + b - 1) / b; }
+
+/* A JPEG of the restart intervals that cover the scaled region [x, x+w) x [y, y+h) (clamped to
+   the image) plus two scaled pixels of context each way, in *out (malloc'd); its top-left corner
+   is scaled pixel (*ox, *oy) of the image. 0: no restart intervals that align with MCU rows, damaged
+   markers, or a region that needs the whole image; the caller decodes the original then. */
+static int restart_subimage(const unsigned char *b, size_t n, int scale, long x, long y, long w, long h,
+                            unsigned char **out, size_t *out_len, long *ox, long *oy) {
+    struct layout L;
+    if (!read_layout(b, n, &L)) return 0;
+    long mcux = ceil_div(L.width, L.mcu_w), mcuy = ceil_div(L.height, L.mcu_h), R = (long)L.restart;
+    if (mcux % R != 0) return 0;  /* intervals would wrap from one MCU row into the next */
+    long per_row = mcux / R, total = per_row * mcuy;
+    long sw = ceil_div(L.width, scale), sh = ceil_div(L.height, scale);  /* libjpeg's scaled size */
+    long x0 = clamp(x, 0, sw - 1), y0 = clamp(y, 0, sh - 1);
+    long x1 = clamp(x + w, x0 + 1, sw), y1 = clamp(y + h, y0 + 1, sh);
+    long lo_x = (x0 - 2) * scale, hi_x = (x1 + 2) * scale, lo_y = (y0 - 2) * scale, hi_y = (y1 + 2) * scale;
+    long c0 = clamp(lo_x, 0, L.width - 1) / L.mcu_w / R, c1 = (clamp(hi_x, 1, L.width) - 1) / L.mcu_w / R;
+    long r0 = clamp(lo_y, 0, L.height - 1) / L.mcu_h, r1 = (clamp(hi_y, 1, L.height) - 1) / L.mcu_h;
+    if (c0 == 0 && c1 == per_row - 1 && r0 == 0) return 0;  /* the plain decode stops after row r1 anyway */
+
+    long last = r1 * per_row + c1;  /* the last interval needed, in scan order */
+    size_t *start = malloc(sizeof(size_t) * 2 * (size_t)(last + 1));
+    if (start == NULL) return 0;
+    size_t *end = start + last + 1;
+    long k = 0;
+    size_t q = L.scan;
+    start[0] = q;
+    while (k <= last) {  /* find where each interval ends: at its RSTn marker (EOI for the last) */
+        const unsigned char *f = q < n ? memchr(b + q, 0xFF, n - q) : NULL;
+        if (f == NULL || (size_t)(f - b) + 1 >= n) break;
+        q = (size_t)(f - b);
+        unsigned m = b[q + 1];
+        if (m == 0x00) { q += 2; continue; }  /* a stuffed 0xFF data byte */
+        if (m == 0xFF) { q += 1; continue; }  /* fill */
+        if (m >= 0xD0 && m <= 0xD7 && (long)(m - 0xD0) == k % 8 && k + 1 < total) {
+            end[k++] = q;
+            if (k <= last) start[k] = q + 2;
+            q += 2;
+            continue;
+        }
+        if (m == 0xD9 && k + 1 == total) end[k++] = q;
+        break;  /* EOI, or a marker out of place: damaged, decode the original and let libjpeg say so */
+    }
+    if (k <= last) {
+        free(start);
+        return 0;
+    }
+    size_t size = L.scan + 2;
+    for (long r = r0; r <= r1; r++)
+        for (long c = c0; c <= c1; c++) size += end[r * per_row + c] - start[r * per_row + c] + 2;
+    unsigned char *sub = malloc(size);
+    if (sub == NULL) {
+        free(start);
+        return 0;
+    }
+    memcpy(sub, b, L.scan);
+    long width = (c1 + 1) * R * L.mcu_w, height = (r1 + 1) * L.mcu_h;
+    width = (width < L.width ? width : L.width) - c0 * R * L.mcu_w;
+    height = (height < L.height ? height : L.height) - r0 * L.mcu_h;
+    sub[L.dims] = (unsigned char)(height >> 8);
+    sub[L.dims + 1] = (unsigned char)height;
+    sub[L.dims + 2] = (unsigned char)(width >> 8);
+    sub[L.dims + 3] = (unsigned char)width;
+    size_t pos = L.scan;
+    long j = 0;
+    for (long r = r0; r <= r1; r++)
+        for (long c = c0; c <= c1; c++, j++) {
+            long i = r * per_row + c;
+            memcpy(sub + pos, b + start[i], end[i] - start[i]);
+            pos += end[i] - start[i];
+            sub[pos++] = 0xFF;
+            sub[pos++] = (r == r1 && c == c1) ? 0xD9 : (unsigned char)(0xD0 + j % 8);
+        }
+    free(start);
+    *out = sub;
+    *out_len = pos;
+    *ox = c0 * R * L.mcu_w / scale;  /* a multiple of 8 pixels at full size: exact at every scale */
+    *oy = r0 * L.mcu_h / scale;
+    return 1;
+}
+
 static PyObject *decode_region(PyObject *self, PyObject *args) {
     Py_buffer data;
     int scale;
@@ -81,15 +232,28 @@ static PyObject *decode_region(PyObject *self, PyObject *args) {
     jpeg_create_decompress(&cinfo);
 
     PyThreadState *thread = PyEval_SaveThread();
+    unsigned char *sub = NULL;
+    size_t sub_len = 0;
+    long ox = 0, oy = 0;  /* where the decoded (sub-)image starts in the scaled image */
+    if (restart_subimage((const unsigned char *)data.buf, (size_t)data.len, scale, x, y, w, h, &sub, &sub_len,
+                         &ox, &oy)) {
+        x -= ox;
+        y -= oy;
+    }
+    unsigned char *volatile owned = sub;  /* freed on either exit */
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
+        free(owned);
         PyEval_RestoreThread(thread);
         PyBuffer_Release(&data);
         Py_XDECREF(out);
         PyErr_Format(PyExc_ValueError, "JPEG decode failed: %s", err.message);
         return NULL;
     }
-    jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
+    if (sub != NULL)
+        jpeg_mem_src(&cinfo, sub, (unsigned long)sub_len);
+    else
+        jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_GRAYSCALE) {
         strcpy(err.message, "not a YCbCr or greyscale JPEG");
@@ -134,9 +298,10 @@ static PyObject *decode_region(PyObject *self, PyObject *args) {
     }
     jpeg_abort_decompress(&cinfo); /* the rows below the region are never decoded */
     jpeg_destroy_decompress(&cinfo);
+    free(owned);
     PyEval_RestoreThread(thread);
     PyBuffer_Release(&data);
-    return Py_BuildValue("(NIIII)", out, x0, y0, cw, ch);
+    return Py_BuildValue("(NIIII)", out, x0 + (JDIMENSION)ox, y0 + (JDIMENSION)oy, cw, ch);
 }
 
 /* The Arrow C data interface's array struct (a stable ABI: arrow.apache.org/docs/format/CDataInterface). */
