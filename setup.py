@@ -1,4 +1,4 @@
-"""The one compiled part: hrnet_fast.data._crop (region decode of JPEGs with libjpeg-turbo).
+"""The one compiled part: hrnet_fast._jpeg (libjpeg-turbo: the loader's region decode, pack's restart transcode).
 
 Optional: without libjpeg's headers (libjpeg62-turbo-dev / libjpeg-turbo-devel) the build is skipped
 with a warning and the loader decodes whole images through simplejpeg instead. Everything else is
@@ -6,5 +6,5 @@ in pyproject.toml.
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("hrnet_fast.data._crop", ["hrnet_fast/data/_crop.c"],
+setup(ext_modules=[Extension("hrnet_fast._jpeg", ["hrnet_fast/_jpeg.c"],
                              libraries=["jpeg"], optional=True)])

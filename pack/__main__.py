@@ -41,6 +41,10 @@ def cli() -> None:
                    "but softer; 0 keeps originals.")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
               help="JPEG quality for re-encoded (repaired or resized) images.")
+@click.option("--restart-markers/--no-restart-markers", default=True, show_default=True,
+              help="Store JPEGs with a restart marker after every 16x16 block (originals losslessly: same "
+                   "pixels, metadata kept) so the loader decodes only what a crop covers, ~20 % faster; "
+                   "off stores baseline originals byte for byte.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: all cores].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train shuffle.")
 @click.option("--per-class-limit", type=click.IntRange(min=1), default=None,
@@ -54,20 +58,22 @@ def cli() -> None:
               help="LOC_synset_mapping.txt ('n01440764 tench, Tinca tinca') for manifest class_names.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1, no manifest) if any file is rejected.")
 def imagenet(src: Path | None, out: Path, splits: str, shard_size: int, resize: int, quality: int,
-             workers: int | None, seed: int, per_class_limit: int | None, val_labels: Path | None,
+             restart_markers: bool, workers: int | None, seed: int, per_class_limit: int | None, val_labels: Path | None,
              val_synsets: Path | None, synset_names: Path | None, strict: bool) -> None:
     """Pack SRC/train/<synset>/* and SRC/val/<synset>/* (or a flat val + --val-labels) into shards.
 
     SRC defaults to $IMAGENET_DIR, else ./ImageNet2012. Class indices are the sorted synset
     folders of SRC/train (torchvision ImageFolder order), also when only val is packed; without
-    a train folder they come from val. Baseline RGB JPEGs no larger than --resize are stored
-    byte for byte; CMYK, grayscale, progressive and non-JPEG images are re-encoded and listed as
+    a train folder they come from val. Baseline RGB JPEGs no larger than --resize keep their
+    pixels (restart-coded losslessly, or byte for byte with --no-restart-markers); CMYK,
+    grayscale, progressive and non-JPEG images are re-encoded and listed as
     repaired; broken files are rejected and listed; dotfiles and non-image files are skipped.
     Re-running the same command after a crash rebuilds only missing or damaged shards.
     """
     src = src or Path(os.environ.get("IMAGENET_DIR") or "ImageNet2012")
     options = PackOptions(src=src, out=out, splits=_parse_splits(splits), shard_size=shard_size,
-                          resize=resize, quality=quality, workers=workers or default_workers(),
+                          resize=resize, quality=quality, restart_markers=restart_markers,
+                          workers=workers or default_workers(),
                           seed=seed, per_class_limit=per_class_limit, val_labels=val_labels,
                           val_synsets=val_synsets, synset_names=synset_names)
     run = pack_imagenet(options)

@@ -12,8 +12,12 @@ the short side at 384 roughly doubles decode+crop throughput per core and halves
 only images larger than ~512x384 change and 224-px training crops stay within ~40 dB PSNR of the
 original (close to FFCV's published ImageNet setting, max side 500). 256 is faster still but
 softens small crops (~33 dB) and would put the reference accuracy at risk: opt in with
-`--resize 256`; `--resize 0` keeps every original byte for byte. The measured trade-off table is
+`--resize 256`; `--resize 0` keeps every original's pixels. The measured trade-off table is
 in docs/performance.md (`benchmarks/pack_vs_tar.py --tradeoff`).
+
+Why restart markers by default (`--no-restart-markers` turns them off): the loader decodes only
+the restart intervals under a crop, 20 % less time per training image (pack/images.py,
+RESTART_EVERY_MCUS); originals are restart-coded losslessly, so their pixels stay the same.
 """
 from __future__ import annotations
 
@@ -24,14 +28,17 @@ from pathlib import Path
 
 import PIL
 
+from hrnet_fast import log as logs
 from hrnet_fast.errors import UserError
 from hrnet_fast.shardformat.index import index_name
 from hrnet_fast.shardformat.manifest import MANIFEST, TIMM_INFO, WIDS_SUFFIX, Manifest, SplitInfo, write_manifest
-from pack.images import PASSED, REJECTED, REPAIRED, RESIZED
+from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, RESTART_EVERY_MCUS, restart_transcoder
 from pack.labels import read_synset_names
 from pack.parallel import run_jobs
 from pack.scan import Scan, scan_imagenet
 from pack.shards import CONTENT_VERSION, ShardResult, ensure_shard, shard_plan, shard_tasks, sidecar_name, sync_files
+
+log = logs.get(__name__)
 
 SHARD_NAME = re.compile(r"^(train|val)-(\d{6})\.tar$")
 TEMP_NAME = re.compile(r"^\.((train|val)-\d{6}\.tar\.tmp-\d+|.+\.(json|idx)\..+\.tmp)$")
@@ -46,6 +53,7 @@ class PackOptions:
     shard_size: int = 1250
     resize: int = DEFAULT_RESIZE
     quality: int = 90
+    restart_markers: bool = True  # restart-code what is stored (pack/images.py, RESTART_EVERY_MCUS)
     workers: int = 1
     seed: int = 0
     per_class_limit: int | None = None
@@ -73,6 +81,11 @@ class PackRun:
         return None
 
 
+def restart_interval(options: PackOptions) -> int:
+    """MCUs per restart interval of the stored JPEGs; 0 with --no-restart-markers."""
+    return RESTART_EVERY_MCUS if options.restart_markers else 0
+
+
 def pack_imagenet(options: PackOptions) -> PackRun:
     """Build (or reuse) every shard of the requested splits; return the manifest to publish."""
     if not options.src.is_dir():
@@ -82,6 +95,9 @@ def pack_imagenet(options: PackOptions) -> PackRun:
         if options.out.resolve().is_relative_to((options.src / split).resolve()):
             raise UserError(f"--out {options.out} is inside {options.src / split}: its shards would be "
                             "scanned as images; write them elsewhere")
+    if options.restart_markers and restart_transcoder() is None:
+        log.warning("pack: hrnet_fast._jpeg is not built (no libjpeg headers at `make setup`): originals are "
+                    "stored byte for byte, without restart markers, and decode about 20 % slower in the loader")
     scan = scan_imagenet(options.src, options.splits, options.per_class_limit, options.val_labels,
                          options.val_synsets)
     class_names = _class_names(scan.classes, options.synset_names)
@@ -89,7 +105,7 @@ def pack_imagenet(options: PackOptions) -> PackRun:
     _prepare_out(options.out, {name: len(plan) for name, plan in plans.items()})
     jobs = (task for name, split in scan.splits.items()
             for task in shard_tasks(split, plans[name], options.src, options.out, options.resize,
-                                    options.quality))
+                                    options.quality, restart_interval(options)))
     total = sum(len(split.files) for split in scan.splits.values())
     results = {r.info.name: r for r in run_jobs(ensure_shard, jobs, options.workers, total, "pack")}
     return _assemble(scan, options, class_names, results)
@@ -158,6 +174,7 @@ def _assemble(scan: Scan, options: PackOptions, class_names: dict[str, str],
 
 def _settings(options: PackOptions) -> dict:
     return {"shard_size": options.shard_size, "resize": options.resize, "quality": options.quality,
+            "restart_interval": restart_interval(options), "restart_transcoder": restart_transcoder(),
             "seed": options.seed, "per_class_limit": options.per_class_limit,
             "source": str(options.src.resolve()), "splits": list(options.splits),
             "val_labels": str(options.val_labels) if options.val_labels else None,

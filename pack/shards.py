@@ -36,12 +36,12 @@ import PIL
 from hrnet_fast.shardformat.index import TarIndex, index_name
 from hrnet_fast.shardformat.manifest import ShardInfo
 from hrnet_fast.shardformat.samples import IMAGE_EXT, LABEL_EXT, encode_label, member_name
-from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, Outcome, prepare
+from pack.images import PASSED, REJECTED, REPAIRED, RESIZED, Outcome, prepare, restart_transcoder
 from pack.parallel import Progress
 from pack.scan import SplitFiles
 from pack.tarwriter import TarWriter
 
-CONTENT_VERSION = 2  # bump whenever the bytes packed for the same input and settings change (2: restart markers)
+CONTENT_VERSION = 2  # bump whenever the bytes packed for the same input and settings change (2: restart-coded JPEGs)
 CRASH_ENV = "HRNET_FAST_PACK_CRASH_AFTER"  # test hook: die mid-shard after N shards were built
 PROGRESS_EVERY = 32
 
@@ -61,6 +61,7 @@ class ShardTask:
     out: str
     resize: int
     quality: int
+    restart: int  # MCUs per restart interval of the stored JPEGs (0: none)
 
 
 @dataclass
@@ -89,11 +90,11 @@ def shard_plan(split: SplitFiles, shard_size: int, seed: int) -> list[np.ndarray
 
 
 def shard_tasks(split: SplitFiles, plan: list[np.ndarray], src: Path, out: Path, resize: int,
-                quality: int) -> Iterator[ShardTask]:
+                quality: int, restart: int) -> Iterator[ShardTask]:
     """Tasks in plan order, built lazily so only the shards in flight hold their file lists."""
     for index, members in enumerate(plan):
         samples = [Sample(split.files[i], split.key(i), int(split.labels[i])) for i in members]
-        yield ShardTask(shard_name(split.name, index), samples, str(src), str(out), resize, quality)
+        yield ShardTask(shard_name(split.name, index), samples, str(src), str(out), resize, quality, restart)
 
 
 def ensure_shard(task: ShardTask, progress: Progress) -> ShardResult:
@@ -119,8 +120,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _fingerprint(task: ShardTask) -> str:
-    digest = hashlib.sha256(json.dumps([CONTENT_VERSION, PIL.__version__, task.name, task.resize,
-                                        task.quality]).encode())
+    digest = hashlib.sha256(json.dumps([CONTENT_VERSION, PIL.__version__, restart_transcoder(), task.name,
+                                        task.resize, task.quality, task.restart]).encode())
     for sample in task.samples:
         try:
             st = os.stat(os.path.join(task.src, sample.path))
@@ -157,7 +158,8 @@ def _build(task: ShardTask, progress: Progress) -> ShardResult:
         with open(tmp, "wb", buffering=1 << 20) as f:
             tar = TarWriter(f)
             for n, sample in enumerate(task.samples):
-                outcome = _prepare_file(os.path.join(task.src, sample.path), task.resize, task.quality)
+                outcome = _prepare_file(os.path.join(task.src, sample.path), task.resize, task.quality,
+                                        task.restart)
                 counts[outcome.status] += 1
                 if outcome.jpeg is None:
                     rejected.append({"file": sample.path, "reason": outcome.reason})
@@ -205,13 +207,13 @@ def sync_files(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def _prepare_file(path: str, resize: int, quality: int) -> Outcome:
+def _prepare_file(path: str, resize: int, quality: int, restart: int) -> Outcome:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         return Outcome(REJECTED, reason=f"unreadable ({exc.strerror or exc})")
-    return prepare(data, os.path.splitext(path)[1], resize, quality)
+    return prepare(data, os.path.splitext(path)[1], resize, quality, restart)
 
 
 _built = 0  # shards this process has built; only the crash hook reads it

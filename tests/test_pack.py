@@ -21,6 +21,7 @@ from PIL import Image
 
 from hrnet_fast.errors import UserError
 from hrnet_fast.shardformat.index import read_index
+from pack import images
 from pack.__main__ import cli
 from pack.jpeg import BrokenJpeg, sniff_jpeg
 from pack.scan import scan_imagenet
@@ -99,10 +100,19 @@ def test_every_file_is_accounted_for(packed):
     assert skipped == {".DS_Store": "hidden file", "notes.txt": "not an image (.txt)"}
     assert manifest["classes"] == CLASSES
     assert manifest["settings"]["shard_size"] == 4 and manifest["format"] == "hrnet-fast-shards"
+    assert manifest["settings"]["restart_interval"] == 1
+    assert manifest["settings"]["restart_transcoder"].startswith("libjpeg-turbo ")
     assert manifest["splits"]["val"]["num_samples"] == 6
 
 
-def test_webdataset_reads_labels_and_original_bytes(packed, source):
+RESTART_EVERY_MCU = b"\xff\xdd\x00\x04\x00\x01"  # the DRI segment: a restart marker after every MCU
+
+
+def pixels(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+def test_webdataset_reads_labels_and_original_pixels(packed, source):
     train = samples(packed, "train")
     assert len(train) == 23 and len({s["__key__"] for s in train}) == 23
     by_key = {s["__key__"]: s for s in train}
@@ -110,7 +120,9 @@ def test_webdataset_reads_labels_and_original_bytes(packed, source):
         for i in range(6):
             sample = by_key[f"{synset}_{i}"]
             assert int(sample["cls"]) == CLASSES.index(synset)
-            assert sample["jpg"] == (source / "train" / synset / f"{synset}_{i}.JPEG").read_bytes()
+            original = (source / "train" / synset / f"{synset}_{i}.JPEG").read_bytes()
+            assert RESTART_EVERY_MCU in sample["jpg"] and RESTART_EVERY_MCU not in original  # restart-coded
+            np.testing.assert_array_equal(pixels(sample["jpg"]), pixels(original))  # losslessly
     for name in REPAIRED:
         image = Image.open(io.BytesIO(by_key[Path(name).stem]["jpg"]))
         assert (image.format, image.mode, image.size) == ("JPEG", "RGB", SIZE)
@@ -350,6 +362,31 @@ def test_resize_caps_the_short_side(source, tmp_path):
     assert {Image.open(io.BytesIO(jpg)).size for jpg in packed} == {(30, 24)}
     # re-encoded with a restart marker after every MCU, for the loader's region decoder
     assert all(b"\xff\xdd\x00\x04\x00\x01" in jpg for jpg in packed)
+
+
+def test_without_restart_markers_originals_are_stored_byte_for_byte(source, tmp_path):
+    pack(source, tmp_path, "--splits", "val", "--no-restart-markers")
+    stored = {s["__key__"]: s["jpg"] for s in samples(tmp_path, "val")}
+    originals = {p.stem: p.read_bytes() for p in (source / "val").rglob("*.JPEG")}
+    assert stored and all(stored[key] == originals[key] for key in stored)
+    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["restart_interval"] == 0
+
+
+def test_restart_coding_keeps_pixels_and_metadata_and_leaves_damage_alone():
+    image = photo_like(90, 70, np.random.default_rng(6))
+    exif = Image.Exif()
+    exif[0x010E] = "a description"  # ImageDescription
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes(), comment=b"kept comment")
+    original = out.getvalue()
+    coded = images.restart_coded(original, 1)
+    assert RESTART_EVERY_MCU in coded
+    np.testing.assert_array_equal(pixels(coded), pixels(original))
+    reopened = Image.open(io.BytesIO(coded))
+    assert reopened.getexif()[0x010E] == "a description" and reopened.info["comment"] == b"kept comment"
+    assert images.restart_coded(original, 0) is original  # --no-restart-markers
+    cut = original[:len(original) * 2 // 3] + b"\xff\xd9"  # whole structure, entropy data cut short
+    assert images.restart_coded(cut, 1) is cut  # left for the loader to count, as before
 
 
 def test_large_images_are_draft_decoded_to_the_same_geometry(tmp_path):

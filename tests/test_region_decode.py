@@ -1,4 +1,4 @@
-"""The region JPEG decoder (hrnet_fast/data/_crop.c) and the crop path built on it.
+"""The region JPEG decoder (hrnet_fast/_jpeg.c) and the crop path built on it.
 
 What must hold: decoding only the crop's rows and columns (plus the resampler's reach) gives the
 crop the whole-image decode gives, at every DCT scale, subsampling and image edge; damage is a
@@ -17,7 +17,7 @@ from PIL import Image
 
 from hrnet_fast.data import decode
 
-region = decode._crop
+region = decode._jpeg
 needs_region = pytest.mark.skipif(region is None, reason="the C extension is not built (no libjpeg headers)")
 
 
@@ -34,7 +34,7 @@ def test_libjpeg_headers_mean_the_extension_is_built():
     setup_venv = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(setup_venv)
     if setup_venv.libjpeg_headers():  # what the set-up decides by
-        assert region is not None, "libjpeg headers exist but _crop did not build: run `make setup`"
+        assert region is not None, "libjpeg headers exist but _jpeg did not build: run `make setup`"
 
 
 @needs_region
@@ -115,7 +115,7 @@ def test_crops_through_the_region_decoder_equal_the_whole_image_path(monkeypatch
             for seed in range(6):
                 got = decode.decode_train_image(data, size, np.random.default_rng(seed))
                 with monkeypatch.context() as m:
-                    m.setattr(decode, "_crop", None)  # simplejpeg's whole-image decode
+                    m.setattr(decode, "_jpeg", None)  # simplejpeg's whole-image decode
                     want = decode.decode_train_image(data, size, np.random.default_rng(seed))
                 # two builds of libjpeg-turbo (system, simplejpeg's) may round an IDCT differently
                 assert np.abs(got.astype(int) - want).max() <= 1

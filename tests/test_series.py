@@ -59,6 +59,14 @@ def test_a_series_gives_each_epoch_as_fresh_workers_would(shards, plan):
     assert resumed[1][0] != resumed[2][0]  # the epochs differ: not one epoch served twice
 
 
+def test_past_the_last_epoch_a_call_gets_workers_of_its_own(shards):
+    series = loader(sources(shards)["sample-ranges"], workers=2, epochs=1)
+    first = epoch(series.epoch_iter(0))
+    ring = series.ring
+    later = epoch(series.epoch_iter(1))  # the first series' workers stopped after epoch 0
+    assert series.ring is not ring and len(later[0]) == len(first[0]) == TRAIN and later[0] != first[0]
+
+
 def test_a_series_restarts_where_a_call_does_not_continue_it(shards):
     url = sources(shards)["sample-ranges"]
     series = loader(url, workers=2, epochs=3)

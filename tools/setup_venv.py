@@ -134,14 +134,14 @@ def ensure_pil(python: Path, want_simd: bool, wheels: Path) -> str:
     return describe(owners)
 
 
-REGION_SOURCE = ROOT / "hrnet_fast" / "data" / "_crop.c"
+REGION_SOURCE = ROOT / "hrnet_fast" / "_jpeg.c"
 
 
 def region_decoder_built() -> bool:
     """Whether the optional C extension (setup.py) sits next to its source, as an editable install
     builds it, and is not older than the source: a rebuild that failed leaves the old one behind."""
     source = REGION_SOURCE.stat().st_mtime
-    return any(built.stat().st_mtime >= source for pattern in ("_crop.*.so", "_crop.*.pyd")
+    return any(built.stat().st_mtime >= source for pattern in ("_jpeg.*.so", "_jpeg.*.pyd")
                for built in REGION_SOURCE.parent.glob(pattern))
 
 
@@ -175,7 +175,7 @@ def main() -> int:
             return 1
         stamp.write_text(args.extras)
     if region_decoder_built():
-        print("setup: region JPEG decode: on (hrnet_fast/data/_crop, libjpeg-turbo)")
+        print("setup: region JPEG decode: on (hrnet_fast/_jpeg, libjpeg-turbo)")
     else:
         print("setup: warning: region JPEG decode: off, the loader decodes whole images (slower): install "
               "libjpeg-turbo's headers (Debian/Ubuntu: libjpeg62-turbo-dev or libjpeg-turbo8-dev) and run "

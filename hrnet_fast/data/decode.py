@@ -5,7 +5,7 @@ then resize it. Here the crop box is chosen from the size in the JPEG header, li
 decodes at 1/2, 1/4 or 1/8 scale in the DCT domain whenever the box still spans the output size at
 that scale, and only the box is resampled (`Image.resize(box=)`, bilinear with antialiasing, like
 torchvision's PIL path). JPEGs are decoded by, in order of preference:
-- `_crop` (our C extension, built by `make setup` where libjpeg-turbo's headers exist): only
+- `_jpeg` (our C extension, built by `make setup` where libjpeg-turbo's headers exist): only
   the box plus the resampling filter's reach, rows and columns, is decoded; a training crop keeps
   about half an image, so this is where most of the loader's time goes down; it also writes the
   resampled crop into its batch slot as RGB in one pass;
@@ -28,16 +28,16 @@ try:
 except ImportError:  # optional: PIL's decoder gives the same pixels, a little slower
     simplejpeg = None
 try:
-    from hrnet_fast.data import _crop
+    from hrnet_fast import _jpeg
 except ImportError:  # not built (no libjpeg headers at set-up): whole-image decodes instead
-    _crop = None  # type: ignore[assignment]  # callers check for None
+    _jpeg = None  # type: ignore[assignment]  # callers check for None
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in source pixels
 
 
 def jpeg_decoder() -> str:
     """Which decoder JPEG crops go through here, for benchmark reports and logs."""
-    if _crop is not None and simplejpeg is not None:  # EncodedImage keeps JPEG bytes only with simplejpeg
+    if _jpeg is not None and simplejpeg is not None:  # EncodedImage keeps JPEG bytes only with simplejpeg
         return "region (libjpeg-turbo, crop rows and columns only)"
     return "whole image (simplejpeg)" if simplejpeg is not None else "whole image (PIL)"
 
@@ -130,13 +130,13 @@ def _as_rgb_array(img: Image.Image, flip: bool, out: np.ndarray | None) -> np.nd
     With the C extension, an RGBX image goes into `out` in one pass (read through PIL's zero-copy
     Arrow export). Else one PIL pass packs RGB bytes and one copy puts them in place: PIL's
     transpose is ten times cheaper than copying a negative-stride view."""
-    if out is not None and _crop is not None and img.mode == "RGBX" and hasattr(img, "__arrow_c_array__"):
+    if out is not None and _jpeg is not None and img.mode == "RGBX" and hasattr(img, "__arrow_c_array__"):
         try:
             _schema, array = img.__arrow_c_array__()
         except ValueError:  # an image in several memory blocks (over 16 MB): no zero-copy export
             pass
         else:
-            _crop.pack_rgb(array, out, img.width, img.height, flip)
+            _jpeg.pack_rgb(array, out, img.width, img.height, flip)
             return out
     if img.mode not in ("RGBX", "RGB"):
         img = img.convert("RGB")
@@ -153,7 +153,7 @@ class EncodedImage:
     """Image bytes with the size read from the header and the pixels not decoded yet."""
 
     def __init__(self, data: bytes | Image.Image) -> None:
-        # bytes: a YCbCr/grey JPEG for _crop or simplejpeg; an Image: PIL's (decoded lazily) for all else
+        # bytes: a YCbCr/grey JPEG for _jpeg or simplejpeg; an Image: PIL's (decoded lazily) for all else
         self._source: bytes | Image.Image
         if isinstance(data, Image.Image):
             self._source = data
@@ -177,10 +177,10 @@ class EncodedImage:
         scale = dct_scale(box, out_size)
         shrink: float  # source pixels per pixel of `img`
         origin: tuple[float, float] = (0.0, 0.0)  # where `img` starts, in pixels of the scaled image
-        if isinstance(self._source, bytes) and _crop is not None:
+        if isinstance(self._source, bytes) and _jpeg is not None:
             scaled = (box[0] / scale, box[1] / scale, box[2] / scale, box[3] / scale)
             left, top, right, bottom = filter_reach(scaled, out_size)
-            rgbx, x0, y0, width, height = _crop.decode_region(self._source, scale, left, top, right - left,
+            rgbx, x0, y0, width, height = _jpeg.decode_region(self._source, scale, left, top, right - left,
                                                              bottom - top)
             img = Image.frombuffer("RGBX", (width, height), rgbx, "raw", "RGBX", 0, 1)
             shrink, origin = scale, (x0, y0)

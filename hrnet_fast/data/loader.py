@@ -198,7 +198,8 @@ class TrainLoader:
         stream_at = functools.partial(self.streams.stream, size=size, ring=self.ring)
         dataset = EpochSeries(stream_at, epoch, skip_batches, self.batches_per_epoch, stop)
         batches = worker_batches(dataset, self.num_workers, self.pin_memory, self.prefetch_factor, self.ring)
-        self._series, self._series_size = Series(batches, epoch, skip_batches, self.batches_per_epoch), size
+        self._series = Series(batches, epoch, skip_batches, self.batches_per_epoch, stop)
+        self._series_size = size
         return self._series
 
     def close(self) -> None:

@@ -54,14 +54,17 @@ class Series:
     """The main process's side of an EpochSeries: its batches, an epoch (or the rest of one) at a
     time, and where it stands: (epoch, batch) of the next batch it will hand out."""
 
-    def __init__(self, batches: Iterator[WorkerBatch], epoch: int, skip: int, batches_per_epoch: int) -> None:
+    def __init__(self, batches: Iterator[WorkerBatch], epoch: int, skip: int, batches_per_epoch: int,
+                 stop: int | None = None) -> None:
         self._batches: Iterator[WorkerBatch] | None = batches
-        self.epoch, self.batch, self.batches_per_epoch = epoch, skip, batches_per_epoch
+        self.epoch, self.batch, self.batches_per_epoch, self.stop = epoch, skip, batches_per_epoch, stop
         self._reader = 0  # which take() may read: a later one supersedes the earlier
 
     def continues(self, epoch: int, skip: int) -> bool:
-        """Whether the batches of (epoch, from skip) are this series' next ones."""
-        return self._batches is not None and (epoch, skip) == (self.epoch, self.batch)
+        """Whether the batches of (epoch, from skip) are this series' next ones (its workers run
+        that far: `stop`, the EpochSeries' end, is past `epoch`)."""
+        return (self._batches is not None and (epoch, skip) == (self.epoch, self.batch)
+                and (self.stop is None or epoch < self.stop))
 
     def take(self) -> Iterator[WorkerBatch]:
         """The rest of the current epoch's batches. Where the consumer stops, the series stands."""
@@ -73,7 +76,7 @@ class Series:
                                    "finish an epoch's iterator before asking for the next")
             batch = next(self._batches, None)
             if batch is None:
-                raise RuntimeError(f"the workers ended before epoch {self.epoch}: the loader's `epochs` is too low")
+                raise RuntimeError(f"the workers ended before epoch {self.epoch}: ask `continues` first")
             self.batch += 1
             if self.batch == self.batches_per_epoch:
                 self.epoch, self.batch = self.epoch + 1, 0

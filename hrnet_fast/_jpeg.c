@@ -1,4 +1,5 @@
-/* The loader's per-image work that Python and PIL do slowly: region JPEG decode and RGB packing.
+/* JPEG work that Python and PIL do slowly or not at all: the loader's region decode and RGB packing,
+ * and pack's lossless restart transcode (add_restart_markers, below).
  *
  * decode_region: decode only a region of a JPEG, at a DCT scale, to RGBX.
  *
@@ -359,16 +360,97 @@ static PyObject *pack_rgb(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* add_restart_markers(data, interval) -> bytes: the same JPEG, its DCT coefficients untouched (so the
+   same pixels), entropy-coded again with a restart marker every `interval` MCUs and optimised
+   Huffman tables; APPn and COM markers (EXIF, ICC, comments) are kept. For `pack`, so that
+   originals it keeps get the interval decode above too. */
+static PyObject *add_restart_markers(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    unsigned int interval;
+    if (!PyArg_ParseTuple(args, "y*I", &data, &interval)) return NULL;
+    if (interval < 1 || interval > 65535) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "interval must be 1 to 65535 MCUs");
+        return NULL;
+    }
+    struct jpeg_decompress_struct src;
+    struct jpeg_compress_struct dst;
+    struct region_error err;
+    unsigned char *buffer = NULL;  /* jpeg_mem_dest's; its address is taken, so it lives in memory */
+    unsigned long encoded_size = 0;
+    src.err = jpeg_std_error(&err.mgr);
+    dst.err = &err.mgr;
+    err.mgr.error_exit = on_error;
+    err.mgr.emit_message = on_warning;
+    err.message[0] = '\0';
+    jpeg_create_decompress(&src);
+    jpeg_create_compress(&dst);
+
+    PyThreadState *thread = PyEval_SaveThread();
+    if (setjmp(err.jump)) {
+        jpeg_destroy_compress(&dst);
+        jpeg_destroy_decompress(&src);
+        free(buffer);
+        PyEval_RestoreThread(thread);
+        PyBuffer_Release(&data);
+        PyErr_Format(PyExc_ValueError, "JPEG transcode failed: %s", err.message);
+        return NULL;
+    }
+    jpeg_mem_src(&src, (const unsigned char *)data.buf, (unsigned long)data.len);
+    jpeg_save_markers(&src, JPEG_COM, 0xFFFF);
+    for (int m = 0; m < 16; m++) jpeg_save_markers(&src, JPEG_APP0 + m, 0xFFFF);
+    jpeg_read_header(&src, TRUE);
+    jvirt_barray_ptr *coefficients = jpeg_read_coefficients(&src);
+    jpeg_copy_critical_parameters(&src, &dst);
+    dst.restart_interval = interval;
+    dst.optimize_coding = TRUE;
+    jpeg_mem_dest(&dst, &buffer, &encoded_size);
+    jpeg_write_coefficients(&dst, coefficients);
+    for (jpeg_saved_marker_ptr m = src.marker_list; m != NULL; m = m->next) {
+        /* the library writes JFIF and Adobe headers itself where the source had them */
+        if (dst.write_JFIF_header && m->marker == JPEG_APP0 && m->data_length >= 5 &&
+            memcmp(m->data, "JFIF", 5) == 0)
+            continue;
+        if (dst.write_Adobe_marker && m->marker == JPEG_APP0 + 14 && m->data_length >= 5 &&
+            memcmp(m->data, "Adobe", 5) == 0)
+            continue;
+        jpeg_write_marker(&dst, m->marker, m->data, m->data_length);
+    }
+    jpeg_finish_compress(&dst);
+    jpeg_finish_decompress(&src);
+    jpeg_destroy_compress(&dst);
+    jpeg_destroy_decompress(&src);
+    PyEval_RestoreThread(thread);
+    PyBuffer_Release(&data);
+    PyObject *out = PyBytes_FromStringAndSize((const char *)buffer, (Py_ssize_t)encoded_size);
+    free(buffer);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"decode_region", decode_region, METH_VARARGS,
      "decode_region(data, scale, x, y, width, height) -> (rgbx_bytes, x0, y0, width, height)"},
     {"pack_rgb", pack_rgb, METH_VARARGS, "pack_rgb(arrow_array_capsule, out, width, height, flip) -> None"},
+    {"add_restart_markers", add_restart_markers, METH_VARARGS,
+     "add_restart_markers(jpeg_bytes, interval) -> jpeg_bytes (same coefficients, restart-coded)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_crop",
-    "Region JPEG decode (libjpeg-turbo) and RGB packing for the loader (see the C source for why).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_jpeg",
+    "libjpeg-turbo for the loader (region decode, RGB packing) and pack (restart transcode); see the C source for why.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__crop(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__jpeg(void) {
+    PyObject *m = PyModule_Create(&module);
+#ifdef LIBJPEG_TURBO_VERSION_NUMBER
+    long version = LIBJPEG_TURBO_VERSION_NUMBER;  /* e.g. 2001005 for 2.1.5 */
+#else
+    long version = 0;
+#endif
+    if (m != NULL && PyModule_AddIntConstant(m, "libjpeg_turbo_version", version) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
