@@ -10,7 +10,7 @@ Public API (the trainer, eval, predict and bench are written against these names
 
     TrainLoader(source, batch_size, image_size, rank=0, world_size=1, num_workers=2, seed=0,
                 shuffle_buffer=4096, pin_memory=False, prefetch_factor=4, max_bad_fraction=0.01,
-                with_keys=False, block=BLOCK)
+                with_keys=False, crop_scale=(0.08, 1.0), hflip=True, block=BLOCK, epochs=None)
         .batches_per_epoch   batches per rank per epoch; the same on every rank and every epoch
         .dropped_per_epoch   samples left out per epoch (over all ranks) to keep batches full
         .stats               Faults of the running epoch: corrupt, lost, repeated, bad_shards
@@ -18,8 +18,10 @@ Public API (the trainer, eval, predict and bench are written against these names
         .describe_plan()     one line for the logs: the plan and how it shuffles
         .plan(epoch)         SamplePlan (block order of the epoch's sample sequence) or TrainPlan
                              (shard indices per global worker), see plan.py
-        .epoch_iter(epoch, skip_batches=0) -> iterator of (images uint8 [B,S,S,3], labels int64 [B])
-                             (+ keys list[str] with with_keys=True); skip_batches resumes mid-epoch
+        .epoch_iter(epoch, skip_batches=0, image_size=None) -> iterator of (images uint8 [B,S,S,3],
+                             labels int64 [B]) (+ keys list[str] with with_keys=True); skip_batches
+                             resumes mid-epoch; consecutive calls at one size run in the same workers
+                             (series.py), which stop after `epochs` or at .close()
 
     ValLoader(source, batch_size, image_size, rank=0, world_size=1, num_workers=2, crop_ratio=0.875,
               pin_memory=False, prefetch_factor=2, max_bad_fraction=0.01)
