@@ -94,10 +94,10 @@ def prepare(data: bytes, ext: str, resize: int, quality: int, restart: int = RES
     return Outcome(REPAIRED, jpeg, reason) if reason else Outcome(RESIZED, jpeg)
 
 
-def restart_transcoder() -> str | None:
-    """What restart-codes originals here ("libjpeg-turbo 2.1.5"), or None where the C extension
-    is not built and originals are stored byte for byte."""
-    if _jpeg is None:
+def restart_transcoder(restart: int = RESTART_EVERY_MCUS) -> str | None:
+    """What restart-codes originals here ("libjpeg-turbo 2.1.5") at `restart` MCUs per interval;
+    None where nothing does: restart 0, or no C extension (originals are stored byte for byte)."""
+    if not restart or _jpeg is None:
         return None
     version = _jpeg.libjpeg_turbo_version
     return f"libjpeg-turbo {version // 1000000}.{version // 1000 % 1000}.{version % 1000}"

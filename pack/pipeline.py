@@ -173,8 +173,9 @@ def _assemble(scan: Scan, options: PackOptions, class_names: dict[str, str],
 
 
 def _settings(options: PackOptions) -> dict:
+    restart = restart_interval(options)
     return {"shard_size": options.shard_size, "resize": options.resize, "quality": options.quality,
-            "restart_interval": restart_interval(options), "restart_transcoder": restart_transcoder(),
+            "restart_interval": restart, "restart_transcoder": restart_transcoder(restart),
             "seed": options.seed, "per_class_limit": options.per_class_limit,
             "source": str(options.src.resolve()), "splits": list(options.splits),
             "val_labels": str(options.val_labels) if options.val_labels else None,

@@ -120,7 +120,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _fingerprint(task: ShardTask) -> str:
-    digest = hashlib.sha256(json.dumps([CONTENT_VERSION, PIL.__version__, restart_transcoder(), task.name,
+    digest = hashlib.sha256(json.dumps([CONTENT_VERSION, PIL.__version__, restart_transcoder(task.restart), task.name,
                                         task.resize, task.quality, task.restart]).encode())
     for sample in task.samples:
         try:

@@ -369,7 +369,8 @@ def test_without_restart_markers_originals_are_stored_byte_for_byte(source, tmp_
     stored = {s["__key__"]: s["jpg"] for s in samples(tmp_path, "val")}
     originals = {p.stem: p.read_bytes() for p in (source / "val").rglob("*.JPEG")}
     assert stored and all(stored[key] == originals[key] for key in stored)
-    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["restart_interval"] == 0
+    settings = json.loads((tmp_path / "manifest.json").read_text())["settings"]
+    assert settings["restart_interval"] == 0 and settings["restart_transcoder"] is None
 
 
 def test_restart_coding_keeps_pixels_and_metadata_and_leaves_damage_alone():
