@@ -2,8 +2,8 @@
 
 Why: starting the workers every epoch costs a fork per worker, a fresh batch ring whose pages are
 faulted in again, and a drained pipeline at each epoch's end, where the last batches come from
-one worker while the others wait. On ImageNet (5000 batches an epoch) that is noise; on a small
-set it is a fifth of the time (docs/performance.md, "Workers that outlive epochs").
+one worker while the others wait. On ImageNet (5000 batches an epoch) that is noise; on epochs
+of 7 batches the loader ran 19 % faster without it (docs/performance.md, "The levers, one by one").
 
 How: each worker's stream runs its share of epoch e, then of epoch e + 1, … in one generator,
 and the DataLoader keeps asking the workers in turn across the epoch's end. So epoch e + 1's
@@ -72,8 +72,8 @@ class Series:
         reader = self._reader
         for _ in range(self.batches_per_epoch - self.batch):
             if reader != self._reader or self._batches is None:
-                raise RuntimeError("this epoch's batches were superseded by a later epoch_iter call: "
-                                   "finish an epoch's iterator before asking for the next")
+                raise RuntimeError("this epoch's batches were superseded by a later epoch_iter call or "
+                                   "close(): finish an epoch's iterator before asking for the next")
             batch = next(self._batches, None)
             if batch is None:
                 raise RuntimeError(f"the workers ended before epoch {self.epoch}: ask `continues` first")
